@@ -1,0 +1,21 @@
+"""Neural-network layer: modules, views, pseudo-labelling and the skorch net."""
+
+from ._augment import FeatureViews
+from ._callbacks import FullDataPseudoLabels, PseudoLabelStats, RhoScheduler
+from ._modules import ClusterModule, CosineHead, MLPEncoder, Standardize
+from ._net import SoftTargetCrossEntropy, SP2OTNet
+from ._pseudo import PseudoLabeler
+
+__all__ = [
+    "ClusterModule",
+    "CosineHead",
+    "FeatureViews",
+    "FullDataPseudoLabels",
+    "MLPEncoder",
+    "PseudoLabelStats",
+    "PseudoLabeler",
+    "RhoScheduler",
+    "SP2OTNet",
+    "SoftTargetCrossEntropy",
+    "Standardize",
+]

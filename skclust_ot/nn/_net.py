@@ -1,0 +1,88 @@
+"""The skorch net that trains a cluster module on SP²OT pseudo-labels."""
+
+import copy
+
+import torch
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+from torch import nn
+
+__all__ = ["SoftTargetCrossEntropy", "SP2OTNet"]
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """``mean_i( -sum_k t_ik log softmax(z_i)_k )`` with unnormalized targets.
+
+    Targets are rows of ``N * Q``: a row's mass is the sample's selection
+    weight in ``[0, 1]``, so samples the partial transport left out contribute
+    (almost) nothing.
+    """
+
+    def forward(self, logits, targets):
+        return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class SP2OTNet(NeuralNet):
+    """skorch ``NeuralNet`` whose training step uses OT pseudo-labels.
+
+    ``fit(X, y)`` expects ``y`` to be the sample indices ``arange(n)``: the
+    pseudo-labeler uses them to find each batch's rows in the full-data plan.
+    Each step draws two views of the batch, runs them through the module in
+    one pass, asks the pseudo-labeler for soft targets per view and minimizes
+    the swapped cross-entropy (targets of view 1 supervise view 2 and vice
+    versa).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The cluster module (encoder + head), producing logits.
+    criterion : torch.nn.Module class, default=SoftTargetCrossEntropy
+    views : torch.nn.Module
+        Produces one random view of a batch per call.
+    pseudo_labeler : skclust_ot.nn.PseudoLabeler
+        Produces the targets.
+    **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+
+    Notes
+    -----
+    Unlike skorch's default, a ``KeyboardInterrupt`` during training is not
+    swallowed: the estimator then keeps its previous state instead of a
+    half-trained one.
+    """
+
+    def __init__(self, module, criterion=SoftTargetCrossEntropy, *, views=None,
+                 pseudo_labeler=None, **kwargs):
+        super().__init__(module, criterion, **kwargs)
+        self.views = views
+        self.pseudo_labeler = pseudo_labeler
+
+    def initialize_module(self):
+        super().initialize_module()
+        if self.views is None:
+            self.views_ = lambda x: x
+        else:
+            self.views_ = copy.deepcopy(self.views).to(self.device)
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, index = unpack_data(batch)
+        Xi = to_tensor(Xi, device=self.device)
+        n = Xi.shape[0]
+        logits = self.infer(torch.cat([self.views_(Xi), self.views_(Xi)]), **fit_params)
+        z1, z2 = logits[:n], logits[n:]
+        t1, t2 = self.pseudo_labeler.targets(index, z1.detach(), z2.detach())
+        loss = 0.5 * (self.get_loss(z2, t1, X=Xi, training=True)
+                      + self.get_loss(z1, t2, X=Xi, training=True))
+        loss.backward()
+        return {"loss": loss, "y_pred": z1}
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        if not self.initialized_:
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=y)
+        self.fit_loop(X, y, **fit_params)
+        self.notify("on_train_end", X=X, y=y)
+        return self

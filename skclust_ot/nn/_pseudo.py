@@ -1,0 +1,163 @@
+"""Pseudo-labelling state: which logits enter the OT problem, and its targets.
+
+The :class:`PseudoLabeler` is the bridge between the network and the pure
+solver in :mod:`skclust_ot.ot`. It owns the OT settings, the current mass
+``rho``, the warm-start potentials and, depending on the scope, either the
+targets of the whole data set (``"full"``: one solve per view per epoch) or a
+FIFO memory bank of recent logits (``"bank"``: one solve per view per step).
+"""
+
+import math
+import warnings
+
+import torch
+
+from ..ot import ConvergenceWarning, cost_from_logits, knn_graph, p2ot, sp2ot
+
+__all__ = ["PseudoLabeler"]
+
+
+class PseudoLabeler:
+    """Turn logits into SP²OT soft targets.
+
+    Parameters
+    ----------
+    n_samples, n_clusters : int
+        Size of the training set and number of clusters.
+    scope : {"full", "bank"}
+        ``"full"`` solves over all samples once per epoch (:meth:`refresh`);
+        ``"bank"`` solves per step over a FIFO of ``memory_size`` recent
+        logits plus the current batch (:meth:`targets`).
+    memory_size : int
+        Number of past logits kept in the bank (``"bank"`` scope).
+    epsilon, kl_weight, semantic_weight : float
+        OT entropic regularization, KL weight on the cluster marginal
+        (``math.inf``: hard uniform marginal) and semantic weight (``0``
+        turns SP²OT into P²OT).
+    graph : torch sparse tensor or None
+        kNN graph over all samples (``"full"`` scope).
+    graph_features : torch.Tensor or None
+        Per-sample features from which bank-local kNN graphs are built
+        (``"bank"`` scope).
+    n_neighbors, sigma : int, float
+        kNN graph parameters for bank-local graphs.
+    solver_kwargs : dict
+        ``max_iter``, ``tol``, ``method`` and ``mm_max_iter`` for the solver.
+    n_views : int, default=2
+        Number of views (each keeps its own warm start).
+    """
+
+    def __init__(self, n_samples, n_clusters, *, scope, memory_size, epsilon,
+                 kl_weight, semantic_weight, graph=None, graph_features=None,
+                 n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2):
+        self.n_samples = n_samples
+        self.n_clusters = n_clusters
+        self.scope = scope
+        self.memory_size = memory_size
+        self.epsilon = epsilon
+        self.kl_weight = kl_weight
+        self.semantic_weight = semantic_weight
+        self.graph = graph
+        self.graph_features = graph_features
+        self.n_neighbors = n_neighbors
+        self.sigma = sigma
+        self.solver_kwargs = dict(solver_kwargs or {})
+        self.n_views = n_views
+        self.rho = 1.0
+        self.full_targets = [None] * n_views
+        self.bank_logits = [None] * n_views
+        self.bank_index = None
+        self._warm = [None] * n_views
+        self.last_log = None
+        self.n_solves = 0
+        self.n_solver_iter = 0
+        self.n_not_converged = 0
+        self.n_mm_not_converged = 0
+
+    # -- solving ---------------------------------------------------------
+    def _solve(self, logits, graph, view):
+        """Solve one OT problem over ``logits``; return ``N * Q`` (rows ≤ 1)."""
+        cost = cost_from_logits(logits.detach())
+        kwargs = dict(epsilon=self.epsilon, kl_weight=self.kl_weight, **self.solver_kwargs)
+        mm_max_iter = kwargs.pop("mm_max_iter", 10)
+        warm = self._warm[view]
+        if warm is not None and warm[0].shape[0] != cost.shape[0]:
+            warm = None
+        # Thousands of solves run per fit: count non-convergence (reported in
+        # the history and summarized once by the estimator) instead of
+        # warning on every step.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if self.semantic_weight > 0 and graph is not None and self.rho < 1:
+                plan, log = sp2ot(cost, self.rho, graph, semantic_weight=self.semantic_weight,
+                                  mm_max_iter=mm_max_iter, warm_start=warm, **kwargs)
+                n_iter = int(log.get("p2ot_iters", log["n_iter"]))
+            else:
+                plan, log = p2ot(cost, self.rho, warm_start=warm, **kwargs)
+                n_iter = int(log["n_iter"])
+        self._warm[view] = log["potentials"]
+        self.last_log = log
+        self.n_solves += 1
+        self.n_solver_iter += n_iter
+        self.n_not_converged += int(not log["converged"])
+        self.n_mm_not_converged += int(not log.get("mm_converged", True))
+        return plan * cost.shape[0]
+
+    def refresh(self, view_logits):
+        """Full scope: solve over the logits of all samples, one per view."""
+        for view, logits in enumerate(view_logits):
+            graph = self.graph
+            if graph is not None and graph.device != logits.device:
+                graph = graph.to(logits.device)
+            self.full_targets[view] = self._solve(logits, graph, view).to(logits.dtype)
+
+    def targets(self, index, *view_logits):
+        """Targets for a batch (rows of ``N * Q``), one tensor per view."""
+        index = torch.as_tensor(index, device=view_logits[0].device, dtype=torch.long)
+        if self.scope == "full":
+            return tuple(t[index].to(z.dtype) for t, z in zip(self.full_targets, view_logits))
+        return self._bank_targets(index, view_logits)
+
+    def _bank_targets(self, index, view_logits):
+        n_batch = index.shape[0]
+        all_index = index if self.bank_index is None else torch.cat([index, self.bank_index])
+        graph = None
+        if self.semantic_weight > 0 and self.graph_features is not None and self.rho < 1:
+            feats = self.graph_features.to(view_logits[0].device)[all_index]
+            graph = knn_graph(feats, self.n_neighbors, sigma=self.sigma)
+        out = []
+        for view, logits in enumerate(view_logits):
+            logits = logits.detach()
+            bank = self.bank_logits[view]
+            stacked = logits if bank is None else torch.cat([logits, bank])
+            # Potentials are per sample; a bank holds other samples each step,
+            # so only the column potentials carry over.
+            warm = self._warm[view]
+            self._warm[view] = None if warm is None else (None, warm[1])
+            targets = self._solve(stacked, graph, view)[:n_batch]
+            out.append(targets.to(logits.dtype))
+            self.bank_logits[view] = stacked[: self.memory_size]
+        self.bank_index = all_index[: self.memory_size]
+        return tuple(out)
+
+    def release(self):
+        """Drop the per-sample state (targets, bank, graph) after training.
+
+        Keeps the fitted net small when pickled; the last solver log stays.
+        """
+        self.full_targets = [None] * self.n_views
+        self.bank_logits = [None] * self.n_views
+        self.bank_index = None
+        self.graph = None
+        self.graph_features = None
+        self._warm = [None] * self.n_views
+
+    def column_weights(self):
+        """Cluster-size distribution of the last solve (sums to 1)."""
+        if self.last_log is None:
+            return None
+        mass = self.last_log["column_mass"].double()
+        total = mass.sum()
+        if not math.isfinite(float(total)) or total <= 0:
+            return None
+        return (mass / total).cpu()

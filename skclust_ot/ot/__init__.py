@@ -1,0 +1,18 @@
+"""Optimal-transport solvers: P²OT, SP²OT, the kNN semantic graph and mass schedules.
+
+Pure torch: every function follows the device and dtype of its input tensors.
+"""
+
+from ._graph import knn_graph
+from ._p2ot import ConvergenceWarning, cost_from_logits, p2ot
+from ._schedules import rho_schedule
+from ._sp2ot import sp2ot
+
+__all__ = [
+    "ConvergenceWarning",
+    "cost_from_logits",
+    "knn_graph",
+    "p2ot",
+    "rho_schedule",
+    "sp2ot",
+]

@@ -1,0 +1,439 @@
+"""Tests of the P²OT solver: limiting cases against POT, fixed-point equations,
+robustness, warm starts, warnings, argument validation and the rho schedule."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from skclust_ot.ot import ConvergenceWarning, cost_from_logits, p2ot, rho_schedule
+from skclust_ot.ot import _p2ot as p2ot_module
+
+METHODS = ["scaling", "log"]
+DTYPES = [torch.float32, torch.float64]
+
+
+def random_cost(n_samples, n_clusters, *, scale=3.0, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    logits = scale * torch.randn(n_samples, n_clusters, generator=gen, dtype=torch.float64)
+    return cost_from_logits(logits).to(dtype)
+
+
+def plan_from_potentials(cost, potentials, epsilon):
+    f, g = potentials
+    return torch.exp((f[:, None] + g[None, :-1] - cost) / epsilon)
+
+
+def virtual_from_potentials(potentials, epsilon):
+    f, g = potentials
+    return torch.exp((f + g[-1]) / epsilon)
+
+
+# --------------------------------------------------------------------------- #
+# limiting cases against POT
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kl_weight", [0.5, 1.0, 10.0])
+def test_rho_one_matches_pot_semi_relaxed(method, kl_weight):
+    pot = pytest.importorskip("ot")
+    n_samples, n_clusters, epsilon = 60, 7, 0.1
+    cost = random_cost(n_samples, n_clusters, seed=1)
+    plan, log = p2ot(cost, 1.0, epsilon=epsilon, kl_weight=kl_weight, tol=1e-13,
+                     max_iter=20000, method=method)
+    assert log["converged"]
+    a = np.full(n_samples, 1.0 / n_samples)
+    b = np.full(n_clusters, 1.0 / n_clusters)
+    with warnings.catch_warnings():
+        # POT warns that reg_type="entropy" overwrites the reference measure
+        warnings.simplefilter("ignore", UserWarning)
+        expected = pot.unbalanced.sinkhorn_unbalanced(
+            a, b, cost.numpy(), reg=epsilon, reg_m=(float("inf"), kl_weight),
+            reg_type="entropy", numItermax=20000, stopThr=1e-15,
+        )
+    np.testing.assert_allclose(plan.numpy(), expected, rtol=0, atol=1e-8)
+    # no virtual column at rho = 1, and no NaN from log(0)
+    assert log["virtual_error"] == 0.0
+    assert log["potentials"][1][-1].item() == -math.inf
+    assert torch.isfinite(log["potentials"][1][:-1]).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rho", [0.2, 0.7])
+def test_balanced_matches_pot_sinkhorn_on_augmented_problem(method, rho):
+    pot = pytest.importorskip("ot")
+    n_samples, n_clusters, epsilon = 50, 6, 0.1
+    cost = random_cost(n_samples, n_clusters, seed=2)
+    plan, log = p2ot(cost, rho, epsilon=epsilon, kl_weight=math.inf, tol=1e-13,
+                     max_iter=20000, method=method)
+    assert log["converged"]
+    augmented = np.concatenate([cost.numpy(), np.zeros((n_samples, 1))], axis=1)
+    alpha = np.full(n_samples, 1.0 / n_samples)
+    beta = np.r_[np.full(n_clusters, rho / n_clusters), 1.0 - rho]
+    expected = pot.sinkhorn(alpha, beta, augmented, epsilon, numItermax=100000,
+                            stopThr=1e-15)
+    np.testing.assert_allclose(plan.numpy(), expected[:, :n_clusters], rtol=0, atol=1e-8)
+    virtual = virtual_from_potentials(log["potentials"], epsilon)
+    np.testing.assert_allclose(virtual.numpy(), expected[:, -1], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(log["column_mass"].numpy(), rho / n_clusters, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# fixed-point equations of the general case
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("rho, epsilon, kl_weight", [(0.3, 0.1, 1.0), (0.6, 0.05, 0.3),
+                                                      (0.1, 0.2, 5.0)])
+def test_fixed_point_conditions(dtype, method, rho, epsilon, kl_weight):
+    n_samples, n_clusters = 120, 8
+    cost = random_cost(n_samples, n_clusters, seed=3, dtype=dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    plan, log = p2ot(cost, rho, epsilon=epsilon, kl_weight=kl_weight, tol=tol,
+                     max_iter=5000, method=method)
+    assert log["converged"] and log["method"] == method
+    assert plan.dtype == dtype and plan.shape == (n_samples, n_clusters)
+    assert (plan >= 0).all()
+    atol = 1e-5 if dtype == torch.float32 else 1e-10
+
+    f, g = (p.double() for p in log["potentials"])
+    assert f.shape == (n_samples,) and g.shape == (n_clusters + 1,)
+    mass = plan.double().sum(dim=0)
+    beta = rho / n_clusters
+    # b_j = (m_j / beta_j)^(-lambda / eps), i.e. g_j = -lambda log(m_j / beta_j)
+    np.testing.assert_allclose(g[:-1].numpy(), (-kl_weight * torch.log(mass / beta)).numpy(),
+                               rtol=0, atol=1e3 * atol)
+    # the virtual column carries 1 - rho, the rows sum to 1/N
+    virtual = virtual_from_potentials((f, g), epsilon)
+    assert abs(virtual.sum().item() - (1 - rho)) < atol
+    rows = plan.double().sum(dim=1) + virtual
+    np.testing.assert_allclose(rows.numpy(), 1.0 / n_samples, rtol=0, atol=atol / n_samples * 10)
+    assert (plan.double().sum(dim=1) <= 1.0 / n_samples + atol).all()
+    assert abs(plan.double().sum().item() - rho) < 10 * atol
+    # the plan is the Gibbs form of the returned potentials
+    np.testing.assert_allclose(plan.double().numpy(),
+                               plan_from_potentials(cost.double(), (f, g), epsilon).numpy(),
+                               rtol=1e-3 if dtype == torch.float32 else 1e-9, atol=1e-30)
+    # the log is consistent with the plan
+    np.testing.assert_allclose(log["column_mass"].numpy(), mass.numpy(), atol=atol)
+    assert log["row_error"] < (3e-6 if dtype == torch.float32 else 1e-11)
+    assert log["mass_error"] < 10 * atol and log["virtual_error"] < atol
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kl_weight", [1.0, math.inf])
+@pytest.mark.parametrize("rho", [0.25, 1.0])
+def test_scaling_and_log_give_the_same_plan(dtype, kl_weight, rho):
+    cost = random_cost(90, 5, seed=4, dtype=dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-10
+    kwargs = dict(epsilon=0.1, kl_weight=kl_weight, tol=tol, max_iter=5000)
+    plan_scaling, log_scaling = p2ot(cost, rho, method="scaling", **kwargs)
+    plan_log, log_log = p2ot(cost, rho, method="log", **kwargs)
+    assert log_scaling["method"] == "scaling" and log_log["method"] == "log"
+    atol = 1e-5 / 90 if dtype == torch.float32 else 1e-8 / 90
+    torch.testing.assert_close(plan_scaling, plan_log, rtol=0, atol=atol)
+
+
+def test_auto_uses_scaling_and_converges():
+    cost = random_cost(100, 10, seed=5)
+    plan, log = p2ot(cost, 0.4)
+    assert log["method"] == "scaling" and log["converged"]
+    assert isinstance(log["n_iter"], int) and isinstance(log["converged"], bool)
+    for key in ("row_error", "virtual_error", "mass_error"):
+        assert isinstance(log[key], float)
+
+
+# --------------------------------------------------------------------------- #
+# robustness
+# --------------------------------------------------------------------------- #
+def dead_column_cost(dtype):
+    gen = torch.Generator().manual_seed(6)
+    proba = torch.softmax(8 * torch.randn(300, 10, generator=gen, dtype=torch.float64), dim=1)
+    proba = proba.clamp_min(1e-30)
+    proba[:, 3] = 1e-30  # a whole dead cluster
+    proba = proba / proba.sum(dim=1, keepdim=True)
+    return (-proba.log()).to(dtype)
+
+
+def negative_cost(dtype):
+    return dead_column_cost(torch.float64).sub(30.0).to(dtype)
+
+
+def diffuse_cost(dtype):
+    return random_cost(200, 1000, scale=0.1, seed=7, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["auto", "log"])
+@pytest.mark.parametrize("make_cost", [dead_column_cost, negative_cost, diffuse_cost])
+@pytest.mark.parametrize("epsilon", [0.1, 0.01])
+def test_no_nan_in_hard_regimes(dtype, method, make_cost, epsilon):
+    cost = make_cost(dtype)
+    rho = 0.3
+    with warnings.catch_warnings():
+        # the float32 log path can plateau just above tol for epsilon = 0.01
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plan, log = p2ot(cost, rho, epsilon=epsilon, method=method, max_iter=200)
+    f, g = log["potentials"]
+    assert torch.isfinite(plan).all() and torch.isfinite(f).all() and torch.isfinite(g).all()
+    assert plan.dtype == dtype
+    assert log["row_error"] < 1e-3
+    assert abs(plan.double().sum().item() - rho) < 1e-3
+    assert log["virtual_error"] < 1e-3
+    if method == "auto" or dtype == torch.float64:
+        assert log["converged"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dead_column_gets_no_mass(dtype):
+    plan, log = p2ot(dead_column_cost(dtype), 0.5, epsilon=0.01)
+    assert log["converged"]
+    assert log["column_mass"][3].item() < 1e-20
+    assert torch.isfinite(log["potentials"][1]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_negative_cost_shift_changes_selection_not_validity(dtype):
+    # a constant shift of the real costs makes the real clusters cheaper than the
+    # virtual one; the plan stays valid and the rows stay capped at 1/N
+    cost = random_cost(150, 4, seed=8, dtype=dtype)
+    plan, log = p2ot(cost - 50.0, 0.5, epsilon=0.05)
+    assert log["converged"]
+    assert (plan.double().sum(dim=1) <= 1 / 150 + 1e-6).all()
+    assert abs(plan.double().sum().item() - 0.5) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fallback_to_log_when_a_column_underflows(dtype):
+    cost = random_cost(200, 6, seed=9)
+    cost[:, 2] = 1000.0  # column mass far below the smallest float
+    cost = cost.to(dtype)
+    plan, log = p2ot(cost, 0.3, epsilon=0.1, method="auto")
+    assert log["method"] == "scaling+log" and log["converged"]
+    assert torch.isfinite(plan).all()
+    assert log["column_mass"][2].item() == 0.0
+    reference, _ = p2ot(cost, 0.3, epsilon=0.1, method="log")
+    torch.testing.assert_close(plan, reference, rtol=0, atol=1e-6 / 200)
+    with pytest.warns(UserWarning, match="log domain"):
+        _, log_scaling = p2ot(cost, 0.3, epsilon=0.1, method="scaling")
+    assert log_scaling["method"] == "scaling+log"
+
+
+def test_numerical_error_restores_last_finite_iterate(monkeypatch):
+    cost = random_cost(40, 3, seed=10)
+    original = p2ot_module._Problem.column_update
+    calls = {"n": 0}
+
+    def poisoned(self, u):
+        calls["n"] += 1
+        v, v_virtual = original(self, u)
+        if calls["n"] >= 3:
+            v = v * math.nan
+        return v, v_virtual
+
+    monkeypatch.setattr(p2ot_module._Problem, "column_update", poisoned)
+    with pytest.warns(ConvergenceWarning, match="numerical errors"):
+        plan, log = p2ot(cost, 0.5, method="log")
+    assert not log["converged"] and log["n_iter"] == 2
+    assert torch.isfinite(plan).all()
+    assert torch.isfinite(log["potentials"][0]).all()
+
+
+# --------------------------------------------------------------------------- #
+# warm start and non-convergence
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["auto", "log"])
+@pytest.mark.parametrize("rho", [0.3, 1.0])
+def test_warm_start_converges_immediately_to_the_same_plan(dtype, method, rho):
+    cost = random_cost(150, 6, seed=11, dtype=dtype)
+    plan, log = p2ot(cost, rho, epsilon=0.05, method=method)
+    assert log["n_iter"] > 5
+    plan2, log2 = p2ot(cost, rho, epsilon=0.05, method=method, warm_start=log["potentials"])
+    assert log2["converged"] and log2["n_iter"] <= 3
+    torch.testing.assert_close(plan2, plan, rtol=0, atol=2e-6 / 150)
+    # only the column potentials are needed
+    _, log3 = p2ot(cost, rho, epsilon=0.05, method=method,
+                   warm_start=(None, log["potentials"][1]))
+    assert log3["n_iter"] <= 3
+
+
+def test_warm_start_from_nearby_problem_saves_iterations():
+    cost = random_cost(200, 8, seed=12)
+    _, log = p2ot(cost, 0.3)
+    perturbed = cost + 0.01 * random_cost(200, 8, seed=13)
+    _, cold = p2ot(perturbed, 0.32)
+    _, warm = p2ot(perturbed, 0.32, warm_start=log["potentials"])
+    assert warm["n_iter"] < cold["n_iter"]
+
+
+def test_warm_start_from_rho_one_potentials():
+    cost = random_cost(80, 4, seed=14)
+    _, log = p2ot(cost, 1.0)
+    assert log["potentials"][1][-1].item() == -math.inf
+    plan, log2 = p2ot(cost, 0.5, warm_start=log["potentials"])
+    reference, _ = p2ot(cost, 0.5)
+    assert log2["converged"]
+    torch.testing.assert_close(plan, reference, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["auto", "scaling", "log"])
+def test_non_convergence_warns(method):
+    cost = random_cost(100, 5, seed=15)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        plan, log = p2ot(cost, 0.4, epsilon=0.05, max_iter=2, method=method)
+    assert log["converged"] is False and log["n_iter"] == 2
+    assert torch.isfinite(plan).all()
+    # the last iterate ends with a column update: the virtual mass is exact
+    assert log["virtual_error"] < 1e-12
+
+
+# --------------------------------------------------------------------------- #
+# dtype / device and validation
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outputs_follow_input_dtype(dtype):
+    cost = random_cost(30, 3, dtype=dtype)
+    plan, log = p2ot(cost, 0.5)
+    assert plan.dtype == dtype and plan.device == cost.device
+    assert all(p.dtype == dtype for p in log["potentials"])
+    assert log["column_mass"].shape == (3,)
+
+
+def test_cost_from_logits():
+    logits = torch.randn(5, 4, dtype=torch.float64)
+    cost = cost_from_logits(logits)
+    torch.testing.assert_close(cost, -torch.log_softmax(logits, dim=1))
+    assert cost.dtype == torch.float64
+    # huge logit gaps give large but finite costs
+    assert torch.isfinite(cost_from_logits(torch.tensor([[1e4, -1e4]]))).all()
+    with pytest.raises(ValueError, match="2-D"):
+        cost_from_logits(torch.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(rho=0.0), "rho"),
+        (dict(rho=1.5), "rho"),
+        (dict(rho=math.nan), "rho"),
+        (dict(epsilon=0.0), "epsilon"),
+        (dict(epsilon=-1.0), "epsilon"),
+        (dict(kl_weight=0.0), "kl_weight"),
+        (dict(kl_weight=-math.inf), "kl_weight"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(max_iter=2.5), "max_iter"),
+        (dict(tol=-1.0), "tol"),
+        (dict(method="sinkhorn"), "method"),
+        (dict(warm_start=torch.zeros(3)), "warm_start"),
+        (dict(warm_start=(None, torch.zeros(3))), "n_clusters \\+ 1"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    params = dict(rho=0.5)
+    params.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        p2ot(random_cost(10, 3), **params)
+
+
+@pytest.mark.parametrize(
+    "cost, match",
+    [
+        (torch.zeros(5), "2-D"),
+        (torch.zeros(0, 3), "non-empty"),
+        (torch.zeros(4, 3, dtype=torch.long), "floating-point"),
+        (torch.tensor([[0.0, math.inf]]), "NaN or inf"),
+        (torch.tensor([[0.0, math.nan]]), "NaN or inf"),
+    ],
+)
+def test_invalid_cost(cost, match):
+    with pytest.raises(ValueError, match=match):
+        p2ot(cost, 0.5)
+    with pytest.raises(TypeError):
+        p2ot(np.zeros((3, 2)), 0.5)
+
+
+# --------------------------------------------------------------------------- #
+# property-based check on small random problems
+# --------------------------------------------------------------------------- #
+@settings(max_examples=25, deadline=None)
+@given(
+    n_samples=st.integers(1, 30),
+    n_clusters=st.integers(1, 6),
+    rho=st.floats(0.05, 1.0),
+    epsilon=st.floats(0.05, 1.0),
+    kl_weight=st.one_of(st.floats(0.1, 10.0), st.just(math.inf)),
+    seed=st.integers(0, 1000),
+)
+def test_constraints_hold_on_random_problems(n_samples, n_clusters, rho, epsilon, kl_weight,
+                                             seed):
+    cost = random_cost(n_samples, n_clusters, seed=seed)
+    plans = []
+    for method in METHODS:
+        plan, log = p2ot(cost, rho, epsilon=epsilon, kl_weight=kl_weight, tol=1e-10,
+                         max_iter=20000, method=method)
+        assert log["converged"]
+        assert (plan >= 0).all()
+        assert (plan.sum(dim=1) <= 1 / n_samples + 1e-9).all()
+        assert abs(plan.sum().item() - rho) < 1e-8
+        plans.append(plan)
+    torch.testing.assert_close(plans[0], plans[1], rtol=0, atol=1e-8)
+
+
+# --------------------------------------------------------------------------- #
+# CUDA
+# --------------------------------------------------------------------------- #
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["auto", "log"])
+def test_cuda_matches_cpu(dtype, method):
+    cost = random_cost(512, 20, seed=16, dtype=dtype)
+    plan_cpu, log_cpu = p2ot(cost, 0.3, method=method)
+    plan_gpu, log_gpu = p2ot(cost.cuda(), 0.3, method=method)
+    assert plan_gpu.is_cuda and plan_gpu.dtype == dtype
+    assert log_gpu["potentials"][0].is_cuda and log_gpu["column_mass"].is_cuda
+    assert log_gpu["converged"]
+    atol = 1e-5 / 512 if dtype == torch.float32 else 1e-10 / 512
+    torch.testing.assert_close(plan_gpu.cpu(), plan_cpu, rtol=0, atol=atol)
+
+
+# --------------------------------------------------------------------------- #
+# rho schedule
+# --------------------------------------------------------------------------- #
+def test_rho_schedule_sigmoid():
+    total = 200
+    values = [rho_schedule(t, total, rho0=0.1) for t in range(total + 1)]
+    assert all(isinstance(v, float) and 0 < v <= 1 for v in values)
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert values[0] == pytest.approx(0.1 + 0.9 * math.exp(-5))
+    assert values[-1] == 1.0
+    assert rho_schedule(50, 100, rho0=0.2) == pytest.approx(0.2 + 0.8 * math.exp(-1.25))
+    # t is clipped to [0, T]
+    assert rho_schedule(-10, total) == values[0]
+    assert rho_schedule(10 * total, total) == 1.0
+
+
+def test_rho_schedule_linear_and_constant():
+    assert rho_schedule(0, 10, rho0=0.2, kind="linear") == pytest.approx(0.2)
+    assert rho_schedule(5, 10, rho0=0.2, kind="linear") == pytest.approx(0.6)
+    assert rho_schedule(10, 10, rho0=0.2, kind="linear") == 1.0
+    assert rho_schedule(7, 10, rho0=0.3, kind="constant") == 0.3
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        ((1, 10), dict(kind="cosine"), "kind"),
+        ((1, 0), {}, "total_steps"),
+        ((1, 10), dict(rho0=0.0), "rho0"),
+        ((1, 10), dict(rho0=1.2), "rho0"),
+        ((math.nan, 10), {}, "step"),
+    ],
+)
+def test_rho_schedule_validation(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        rho_schedule(*args, **kwargs)

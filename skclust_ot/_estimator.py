@@ -331,7 +331,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         return not isinstance(self.encoder, str)
 
     def _validate_X(self, X, reset):
-        return validate_data(
+        X = validate_data(
             self,
             X,
             reset=reset,
@@ -340,6 +340,14 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             ensure_min_samples=2 if reset else 1,
             allow_nd=self._custom_encoder(),
         )
+        if reset:
+            self._sample_shape = X.shape[1:]
+        elif X.shape[1:] != self._sample_shape:
+            raise ValueError(
+                f"X has samples of shape {X.shape[1:]} (features per sample), but "
+                f"{type(self).__name__} was fitted on samples of shape {self._sample_shape}."
+            )
+        return X
 
     def _check_params_vs_input(self, X):
         n_samples = X.shape[0]

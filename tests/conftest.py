@@ -9,3 +9,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+
+
+def pytest_configure(config):
+    # The tests fit tiny problems, where torch's intra-op thread pool costs
+    # more in synchronization than it gains (and oversubscribes a loaded
+    # 2-core machine); one thread makes the suite several times faster.
+    torch.set_num_threads(1)

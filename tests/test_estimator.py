@@ -56,7 +56,7 @@ def test_fit_predict_attributes(blobs, fitted):
     for key in ("train_loss", "rho", "ot_iter"):
         assert all(key in row for row in est.history_)
     rhos = est.history_[:, "rho"]
-    assert rhos == sorted(rhos) and rhos[-1] == pytest.approx(1.0)
+    assert rhos == sorted(rhos) and rhos[0] < 0.2 and rhos[-1] > 0.99
 
 
 def test_predict_proba_and_transform(blobs, fitted):
@@ -201,7 +201,7 @@ def test_module_instance_is_copied_not_trained_in_place(blobs):
     assert est.net_.module_.encoder is not encoder
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("variant", sorted(set(VARIANTS) - {"balanced"}))
 def test_variants_run(blobs, variant):
     X, y = blobs
     est = SP2OTClustering(n_clusters=3, **VARIANTS[variant], **FAST).fit(X)
@@ -209,10 +209,20 @@ def test_variants_run(blobs, variant):
     assert adjusted_rand_score(y, est.labels_) > 0.8
 
 
+def test_balanced_variant_equalizes_cluster_sizes(blobs):
+    # balanced OT forces equal cluster sizes: on 120/40/15 blobs it must
+    # split the big group, which is why the paper relaxes the marginal
+    X, y = blobs
+    est = SP2OTClustering(n_clusters=3, **VARIANTS["balanced"], **FAST).fit(X)
+    sizes = np.bincount(est.labels_, minlength=3)
+    assert sizes.min() > 15 and sizes.max() < 120
+    np.testing.assert_allclose(est.cluster_weights_, 1 / 3, atol=1e-3)
+
+
 def test_bank_scope(blobs):
     X, y = blobs
     est = SP2OTClustering(n_clusters=3, ot_scope="bank", batch_size=32, memory_size=64,
-                          **FAST).fit(X)
+                          max_epochs=20, random_state=0).fit(X)
     assert adjusted_rand_score(y, est.labels_) > 0.8
     assert est.history_[-1, "ot_iter"] > 0
 

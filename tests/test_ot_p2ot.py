@@ -174,17 +174,15 @@ def test_no_nan_in_hard_regimes(dtype, method, make_cost, epsilon):
     cost = make_cost(dtype)
     rho = 0.3
     with warnings.catch_warnings():
-        # the float32 log path can plateau just above tol for epsilon = 0.01
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        plan, log = p2ot(cost, rho, epsilon=epsilon, method=method, max_iter=200)
+        warnings.simplefilter("error", ConvergenceWarning)
+        plan, log = p2ot(cost, rho, epsilon=epsilon, method=method, max_iter=300)
     f, g = log["potentials"]
     assert torch.isfinite(plan).all() and torch.isfinite(f).all() and torch.isfinite(g).all()
     assert plan.dtype == dtype
-    assert log["row_error"] < 1e-3
-    assert abs(plan.double().sum().item() - rho) < 1e-3
-    assert log["virtual_error"] < 1e-3
-    if method == "auto" or dtype == torch.float64:
-        assert log["converged"]
+    # float32 reaches tol = 1e-6 too: the potentials are kept centred
+    assert log["converged"] and log["row_error"] < 2e-6
+    assert abs(plan.double().sum().item() - rho) < 2e-6
+    assert log["virtual_error"] < 2e-6
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -227,9 +225,9 @@ def test_numerical_error_restores_last_finite_iterate(monkeypatch):
     original = p2ot_module._Problem.column_update
     calls = {"n": 0}
 
-    def poisoned(self, u):
+    def poisoned(self, *args):
         calls["n"] += 1
-        v, v_virtual = original(self, u)
+        v, v_virtual = original(self, *args)
         if calls["n"] >= 3:
             v = v * math.nan
         return v, v_virtual
@@ -301,6 +299,12 @@ def test_outputs_follow_input_dtype(dtype):
     assert plan.dtype == dtype and plan.device == cost.device
     assert all(p.dtype == dtype for p in log["potentials"])
     assert log["column_mass"].shape == (3,)
+
+
+def test_no_gradient_tracking():
+    logits = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    plan, log = p2ot(cost_from_logits(logits), 0.5)
+    assert not plan.requires_grad and not log["potentials"][0].requires_grad
 
 
 def test_cost_from_logits():

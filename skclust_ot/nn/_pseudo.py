@@ -81,8 +81,8 @@ class PseudoLabeler:
         kwargs = dict(epsilon=self.epsilon, kl_weight=self.kl_weight, **self.solver_kwargs)
         mm_max_iter = kwargs.pop("mm_max_iter", 10)
         warm = self._warm[view]
-        if warm is not None and warm[0].shape[0] != cost.shape[0]:
-            warm = None
+        if warm is not None and warm[0] is not None and warm[0].shape[0] != cost.shape[0]:
+            warm = (None, warm[1])
         # Thousands of solves run per fit: count non-convergence (reported in
         # the history and summarized once by the estimator) instead of
         # warning on every step.

@@ -7,6 +7,7 @@ from ._p2ot import _check_int, _check_real
 __all__ = ["knn_graph"]
 
 
+@torch.no_grad()
 def knn_graph(features, n_neighbors=20, *, sigma=2.0, chunk_size=4096):
     r"""Exact k-nearest-neighbour graph as a sparse N×N tensor.
 

@@ -1,0 +1,16 @@
+"""The README's demo runs and prints a comparison table."""
+
+import subprocess
+import sys
+
+
+def test_demo_runs_and_reports_metrics():
+    result = subprocess.run(
+        [sys.executable, "-m", "skclust_ot.demo", "--epochs", "3", "--quiet"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SP2OTClustering" in out and "KMeans" in out
+    assert "bal.acc" in out and "NMI" in out and "macro-F1" in out
+    assert "true class sizes" in out

@@ -522,10 +522,18 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
 
     def _fit_net(self, X, device, seed):
         n_samples = X.shape[0]
-        X_t = torch.tensor(X, dtype=torch.float32)
+        X_t = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32)
+        if not torch.isfinite(X_t).all():
+            raise ValueError(
+                "X has values beyond the float32 range (about ±3.4e38) used for "
+                "training; rescale the data (e.g. with StandardScaler) first."
+            )
         flat = X_t.reshape(n_samples, -1)
-        mean = X_t.mean(dim=0)
-        std = X_t.std(dim=0, unbiased=False) if n_samples > 1 else torch.zeros_like(mean)
+        # Statistics in float64: the variance of data at 1e±30 scales
+        # overflows or underflows in float32.
+        X64 = np.asarray(X, dtype=np.float64)
+        mean = torch.from_numpy(X64.mean(axis=0)).float()
+        std = torch.from_numpy(X64.std(axis=0)).float()
         std = torch.where(torch.isfinite(std), std, torch.zeros_like(std))
 
         preprocess = None
@@ -534,7 +542,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         elif self.standardize == "global":
             # one scale for all features keeps the data's geometry (what
             # k-means sees) while bringing it to unit size for the network
-            scale = std.square().mean().sqrt()
+            scale = torch.tensor(float(np.sqrt(np.mean(X64.var(axis=0)))))
             preprocess = Standardize(mean, scale if scale > 0 else torch.ones_like(scale))
         encoder = self._build_encoder(flat.shape[1])
         probe = ClusterModule(encoder, nn.Identity(), preprocess).to(device)
@@ -625,8 +633,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         module = self.net_.module_
         module.eval()
         for start in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = torch.as_tensor(np.asarray(X[start:start + _PREDICT_CHUNK],
-                                               dtype=np.float32))
+            chunk = torch.as_tensor(np.ascontiguousarray(X[start:start + _PREDICT_CHUNK],
+                                                         dtype=np.float32))
             yield module(chunk.to(self.device_)).cpu()
 
     def _predict_labels(self, X):

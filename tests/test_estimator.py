@@ -325,3 +325,49 @@ def test_fit_on_cuda_predicts_on_cpu(blobs):
     state = pickle.dumps(est)
     restored = pickle.loads(state)
     np.testing.assert_array_equal(restored.predict(X), labels)
+
+
+def test_feature_scale_does_not_matter(blobs):
+    X, _ = blobs
+    ref = SP2OTClustering(n_clusters=3, **FAST).fit_predict(X)
+    for factor in (1e30, 1e-30):
+        labels = SP2OTClustering(n_clusters=3, **FAST).fit_predict(X * factor)
+        assert adjusted_rand_score(ref, labels) > 0.9
+
+
+def test_values_beyond_float32_range_rejected():
+    X = np.random.default_rng(0).normal(size=(20, 2)) * 1e300
+    with pytest.raises(ValueError, match="float32 range"):
+        SP2OTClustering(n_clusters=2, max_epochs=1).fit(X)
+
+
+class _InterruptAt(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fit_leaves_previous_state(blobs):
+    X, _ = blobs
+    est = SP2OTClustering(n_clusters=3, **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(callbacks=[_InterruptAt(2)]).fit(X)
+    assert not hasattr(est, "labels_") and not hasattr(est, "net_")
+
+    est.set_params(callbacks=None).fit(X)
+    labels, net = est.labels_.copy(), est.net_
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(callbacks=[_InterruptAt(2)], max_epochs=6).fit(X[::-1])
+    assert est.net_ is net and est.n_iter_ == 5
+    np.testing.assert_array_equal(est.labels_, labels)
+    np.testing.assert_array_equal(est.predict(X), labels)
+
+
+def test_non_contiguous_input(blobs):
+    X, _ = blobs
+    est = SP2OTClustering(n_clusters=3, **FAST).fit(X[::-1])
+    np.testing.assert_array_equal(est.predict(X[::-1].astype(np.float32)), est.labels_)
+    assert est.predict(np.asfortranarray(X)).shape == (X.shape[0],)

@@ -161,6 +161,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Gaussian noise of the training views, relative to each feature's std.
     mask_prob : float, default=0.1
         Probability of masking an entry in the training views.
+    neighbor_views : float, default=0.0
+        Probability that a sample's second training view shows one of its
+        ``n_neighbors`` nearest neighbours (in the scaled input space)
+        instead of itself, each supervised by the other's pseudo-label
+        (neighbour consistency). Used with the ``"full"`` OT scope.
     init : {"kmeans", "random"}, default="kmeans"
         Start the head's prototypes from k-means centroids of the initial
         embeddings (prevents lost clusters) or at random.
@@ -252,6 +257,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "mm_max_iter": [Interval(Integral, 1, None, closed="left")],
         "noise": [Interval(Real, 0, None, closed="left")],
         "mask_prob": [Interval(Real, 0, 1, closed="left")],
+        "neighbor_views": [Interval(Real, 0, 1, closed="both")],
         "init": [StrOptions({"kmeans", "random"})],
         "device": [str],
         "callbacks": [list, None],
@@ -287,6 +293,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         mm_max_iter=10,
         noise=0.1,
         mask_prob=0.1,
+        neighbor_views=0.0,
         init="kmeans",
         device="auto",
         callbacks=None,
@@ -318,6 +325,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self.mm_max_iter = mm_max_iter
         self.noise = noise
         self.mask_prob = mask_prob
+        self.neighbor_views = neighbor_views
         self.init = init
         self.device = device
         self.callbacks = callbacks
@@ -567,11 +575,17 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
 
         graph_features = None
         graph = None
-        if self.semantic_weight > 0:
+        neighbors = None
+        use_neighbors = self.neighbor_views > 0 and scope == "full" and n_samples > 1
+        if self.semantic_weight > 0 or use_neighbors:
             graph_features = inputs.to(device)
             if scope == "full":
-                graph = knn_graph(graph_features, self.n_neighbors, sigma=self.sigma)
+                knn = knn_graph(graph_features, self.n_neighbors, sigma=self.sigma)
                 graph_features = None
+                if self.semantic_weight > 0:
+                    graph = knn
+                if use_neighbors:
+                    neighbors = knn.coalesce().indices()[1].reshape(n_samples, -1)
 
         labeler = PseudoLabeler(
             n_samples,
@@ -619,6 +633,9 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             batch_size=batch_size,
             train_split=None,
             callbacks=callbacks,
+            neighbor_views=self.neighbor_views if neighbors is not None else 0.0,
+            neighbors=neighbors,
+            neighbor_data=X_t if neighbors is not None else None,
             iterator_train__shuffle=True,
             verbose=self.verbose,
             device=device,
@@ -626,6 +643,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         )
         net.fit(X_t, torch.arange(n_samples))
         net.module_.eval()
+        net.neighbors = None
+        net.neighbor_data = None
         return net, labeler
 
     @torch.no_grad()

@@ -371,3 +371,11 @@ def test_non_contiguous_input(blobs):
     est = SP2OTClustering(n_clusters=3, **FAST).fit(X[::-1])
     np.testing.assert_array_equal(est.predict(X[::-1].astype(np.float32)), est.labels_)
     assert est.predict(np.asfortranarray(X)).shape == (X.shape[0],)
+
+
+def test_neighbor_views(blobs):
+    X, y = blobs
+    est = SP2OTClustering(n_clusters=3, neighbor_views=1.0, **FAST).fit(X)
+    assert adjusted_rand_score(y, est.labels_) > 0.8
+    # the neighbour table and training data are not kept in the fitted model
+    assert est.net_.neighbors is None and est.net_.neighbor_data is None

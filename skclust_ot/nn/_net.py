@@ -42,6 +42,14 @@ class SP2OTNet(NeuralNet):
         Produces one random view of a batch per call.
     pseudo_labeler : skclust_ot.nn.PseudoLabeler
         Produces the targets.
+    neighbor_views : float, default=0.0
+        Probability that the second view of a sample shows one of its
+        nearest neighbours instead (neighbour consistency); its target is
+        the neighbour's own row of the plan.
+    neighbors : torch.LongTensor of shape (n_samples, k) or None
+        Nearest-neighbour indices for ``neighbor_views``.
+    neighbor_data : torch.Tensor or None
+        The training inputs, indexed by ``neighbors``.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
 
@@ -53,10 +61,14 @@ class SP2OTNet(NeuralNet):
     """
 
     def __init__(self, module, criterion=SoftTargetCrossEntropy, *, views=None,
-                 pseudo_labeler=None, **kwargs):
+                 pseudo_labeler=None, neighbor_views=0.0, neighbors=None,
+                 neighbor_data=None, **kwargs):
         super().__init__(module, criterion, **kwargs)
         self.views = views
         self.pseudo_labeler = pseudo_labeler
+        self.neighbor_views = neighbor_views
+        self.neighbors = neighbors
+        self.neighbor_data = neighbor_data
 
     def initialize_module(self):
         super().initialize_module()
@@ -66,14 +78,29 @@ class SP2OTNet(NeuralNet):
             self.views_ = copy.deepcopy(self.views).to(self.device)
         return self
 
+    def _partners(self, index):
+        """Sample shown in the second view: itself, or with probability
+        ``neighbor_views`` one of its k nearest neighbours."""
+        if not self.neighbor_views or self.neighbors is None:
+            return None
+        index = index.to(self.neighbors.device)
+        n, k = index.shape[0], self.neighbors.shape[1]
+        picked = self.neighbors[index, torch.randint(k, (n,), device=index.device)]
+        swap = torch.rand(n, device=index.device) < self.neighbor_views
+        return torch.where(swap, picked, index)
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, index = unpack_data(batch)
         Xi = to_tensor(Xi, device=self.device)
         n = Xi.shape[0]
-        logits = self.infer(torch.cat([self.views_(Xi), self.views_(Xi)]), **fit_params)
+        partners = self._partners(torch.as_tensor(index))
+        X2 = Xi if partners is None else self.neighbor_data[partners].to(self.device)
+        logits = self.infer(torch.cat([self.views_(Xi), self.views_(X2)]), **fit_params)
         z1, z2 = logits[:n], logits[n:]
-        t1, t2 = self.pseudo_labeler.targets(index, z1.detach(), z2.detach())
+        view_index = None if partners is None else [index, partners]
+        t1, t2 = self.pseudo_labeler.targets(index, z1.detach(), z2.detach(),
+                                             view_index=view_index)
         loss = 0.5 * (self.get_loss(z2, t1, X=Xi, training=True)
                       + self.get_loss(z1, t2, X=Xi, training=True))
         loss.backward()

@@ -111,11 +111,20 @@ class PseudoLabeler:
                 graph = graph.to(logits.device)
             self.full_targets[view] = self._solve(logits, graph, view).to(logits.dtype)
 
-    def targets(self, index, *view_logits):
-        """Targets for a batch (rows of ``N * Q``), one tensor per view."""
-        index = torch.as_tensor(index, device=view_logits[0].device, dtype=torch.long)
+    def targets(self, index, *view_logits, view_index=None):
+        """Targets for a batch (rows of ``N * Q``), one tensor per view.
+
+        ``view_index`` optionally gives, per view, which sample each row of
+        that view shows (a neighbour instead of the sample itself); only the
+        ``"full"`` scope supports it.
+        """
+        device = view_logits[0].device
+        index = torch.as_tensor(index, device=device, dtype=torch.long)
         if self.scope == "full":
-            return tuple(t[index].to(z.dtype) for t, z in zip(self.full_targets, view_logits))
+            if view_index is None:
+                view_index = [index] * len(view_logits)
+            return tuple(t[torch.as_tensor(i, device=device)].to(z.dtype)
+                         for t, z, i in zip(self.full_targets, view_logits, view_index))
         return self._bank_targets(index, view_logits)
 
     def _bank_targets(self, index, view_logits):

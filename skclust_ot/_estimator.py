@@ -6,6 +6,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import (
     BaseEstimator,
@@ -16,6 +17,7 @@ from sklearn.base import (
 )
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.manifold import spectral_embedding
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -166,9 +168,13 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         ``n_neighbors`` nearest neighbours (in the scaled input space)
         instead of itself, each supervised by the other's pseudo-label
         (neighbour consistency). Used with the ``"full"`` OT scope.
-    init : {"kmeans", "random"}, default="kmeans"
-        Start the head's prototypes from k-means centroids of the initial
-        embeddings (prevents lost clusters) or at random.
+    init : {"kmeans", "spectral", "random"}, default="kmeans"
+        How training starts. ``"kmeans"``: k-means in the scaled input space,
+        and the head fitted to reproduce that partition (prevents lost
+        clusters). ``"spectral"``: the encoder is first taught the spectral
+        embedding of the kNN graph (an inductive, graph-aware start), and
+        the head reproduces spectral clustering's partition. ``"random"``:
+        random prototypes.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     callbacks : list of skorch callbacks, default=None
@@ -258,7 +264,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "noise": [Interval(Real, 0, None, closed="left")],
         "mask_prob": [Interval(Real, 0, 1, closed="left")],
         "neighbor_views": [Interval(Real, 0, 1, closed="both")],
-        "init": [StrOptions({"kmeans", "random"})],
+        "init": [StrOptions({"kmeans", "spectral", "random"})],
         "device": [str],
         "callbacks": [list, None],
         "verbose": ["verbose"],
@@ -434,6 +440,54 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             warnings.simplefilter("ignore", ConvergenceWarning)
             return km.fit_predict(data)
 
+    def _spectral_embedding(self, features, seed):
+        """Spectral embedding of the symmetrized kNN connectivity graph.
+
+        ``n_clusters`` leading eigenvectors of the normalized graph Laplacian
+        (scikit-learn's ``spectral_embedding``), as spectral clustering uses.
+        """
+        n_samples = features.shape[0]
+        knn = knn_graph(features, min(self.n_neighbors, n_samples - 1)).coalesce()
+        rows, cols = knn.indices().cpu().numpy()
+        adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)),
+                                  shape=(n_samples, n_samples))
+        adjacency = 0.5 * (adjacency + adjacency.T)
+        with warnings.catch_warnings():
+            # a disconnected graph still gives a usable embedding
+            warnings.simplefilter("ignore", UserWarning)
+            return spectral_embedding(adjacency, n_components=self.n_clusters,
+                                      drop_first=False, random_state=seed)
+
+    def _fit_encoder_to(self, module, X_t, target, device, n_epochs=30, batch_size=256):
+        """Teach the encoder a target embedding (here: the spectral one).
+
+        Mean-squared regression through a temporary linear read-out, so the
+        encoder becomes an inductive map to graph-aware features: new samples
+        get them without the graph. Only for encoders with parameters.
+        """
+        params = list(module.encoder.parameters())
+        if not params:
+            return
+        target = torch.as_tensor(target, dtype=torch.float32)
+        target = (target - target.mean(0)) / target.std(0).clamp_min(1e-12)
+        target = target.to(device)
+        readout = nn.Linear(module.head.weight.shape[1], target.shape[1]).to(device)
+        optimizer = torch.optim.Adam(params + list(readout.parameters()), lr=1e-3)
+        n_samples = X_t.shape[0]
+        module.train()
+        for _ in range(n_epochs):
+            order = torch.randperm(n_samples)
+            for start in range(0, n_samples, batch_size):
+                batch = order[start:start + batch_size]
+                if batch.numel() < 2:
+                    continue
+                optimizer.zero_grad()
+                pred = readout(module.embed(X_t[batch].to(device)))
+                loss = torch.nn.functional.mse_loss(pred, target[batch.to(device)])
+                loss.backward()
+                optimizer.step()
+        module.eval()
+
     @staticmethod
     def _prototypes_from_labels(embeddings, labels, n_clusters):
         """Mean direction of each cluster's normalized embeddings.
@@ -564,6 +618,12 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         inputs = inputs.reshape(n_samples, -1)
         if self.init == "kmeans":
             labels = self._kmeans_labels(inputs, seed)
+            embeddings = self._embed_all(module, X_t, device)
+            self._fit_prototypes(head, embeddings, labels)
+        elif self.init == "spectral":
+            spectral = self._spectral_embedding(inputs.to(device), seed)
+            labels = self._kmeans_labels(torch.from_numpy(spectral), seed)
+            self._fit_encoder_to(module, X_t, spectral, device)
             embeddings = self._embed_all(module, X_t, device)
             self._fit_prototypes(head, embeddings, labels)
 

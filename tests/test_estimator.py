@@ -379,3 +379,12 @@ def test_neighbor_views(blobs):
     assert adjusted_rand_score(y, est.labels_) > 0.8
     # the neighbour table and training data are not kept in the fitted model
     assert est.net_.neighbors is None and est.net_.neighbor_data is None
+
+
+def test_spectral_init(blobs):
+    X, y = blobs
+    est = SP2OTClustering(n_clusters=3, init="spectral", **FAST).fit(X)
+    assert adjusted_rand_score(y, est.labels_) > 0.8
+    # inductive: new points near a blob get that blob's cluster
+    centers = np.array([[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]], dtype=float)
+    assert np.unique(est.predict(centers)).size == 3

@@ -703,8 +703,12 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         )
         net.fit(X_t, torch.arange(n_samples))
         net.module_.eval()
+        # Keep no device tensors outside skorch's CUDA-aware attributes
+        # (module_, optimizer_, criterion_), so that a model fitted on a GPU
+        # unpickles on a CPU-only machine.
         net.neighbors = None
         net.neighbor_data = None
+        net.views_ = net.views
         return net, labeler
 
     @torch.no_grad()
@@ -797,6 +801,13 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         for z in self._iter_logits(X):
             total += torch.log_softmax(z.double(), dim=1).max(dim=1).values.sum().item()
         return total / X.shape[0]
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        net = self.__dict__.get("net_")
+        if net is not None and str(net.device) != getattr(self, "device_", None):
+            # skorch mapped a CUDA-fitted net to the CPU (no CUDA here): follow it
+            self.device_ = str(net.device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -388,3 +388,24 @@ def test_spectral_init(blobs):
     # inductive: new points near a blob get that blob's cluster
     centers = np.array([[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]], dtype=float)
     assert np.unique(est.predict(centers)).size == 3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a CPU-only machine")
+def test_model_saved_on_cuda_loads_on_cpu(blobs, fitted):
+    # As skorch's own tests do without a GPU: mark the fitted net as a CUDA
+    # net, pickle it, and unpickle where CUDA is unavailable. skorch maps the
+    # torch state to the CPU; the estimator must follow and keep predicting.
+    X, _ = blobs
+    expected = fitted.predict_proba(X)
+    est = pickle.loads(pickle.dumps(fitted))
+    est.device_ = "cuda"
+    est.net_.device = "cuda"
+    state = pickle.dumps(est)
+    with pytest.warns(UserWarning, match="CUDA"):
+        restored = pickle.loads(state)
+    assert restored.device_ == "cpu"
+    np.testing.assert_allclose(restored.predict_proba(X), expected, rtol=1e-6)
+    # nothing device-bound is left outside skorch's CUDA-aware attributes
+    for name, value in vars(restored.net_).items():
+        if name not in ("module_", "optimizer_", "criterion_", "module", "criterion"):
+            assert not isinstance(value, torch.Tensor) or value.device.type == "cpu", name

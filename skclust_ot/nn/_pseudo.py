@@ -160,6 +160,10 @@ class PseudoLabeler:
         self.graph = None
         self.graph_features = None
         self._warm = [None] * self.n_views
+        if self.last_log is not None:
+            # keep the small summary on the CPU; drop per-sample potentials
+            self.last_log = {"column_mass": self.last_log["column_mass"].detach().cpu(),
+                             "converged": self.last_log["converged"]}
 
     def column_weights(self):
         """Cluster-size distribution of the last solve (sums to 1)."""

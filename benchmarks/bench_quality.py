@@ -1,0 +1,518 @@
+"""Quality benchmark: SP2OTClustering and its ablations against classical clustering
+on real long-tailed data (cases in ``benchmarks/cases.py``).
+
+Usage::
+
+    python benchmarks/bench_quality.py                      # all cases, seeds 0,1,2
+    python benchmarks/bench_quality.py --quick              # digits_lt10, olive_area, penguins; seed 0
+    python benchmarks/bench_quality.py --cases digits_lt10 --methods SP2OT,KMeans --seeds 0
+    python benchmarks/bench_quality.py --sp2ot-params '{"kl_weight": 0.5}' --out /tmp/q.md
+    python benchmarks/bench_quality.py --from-json docs/quality_benchmark.json   # tables only
+
+Every method gets only ``n_clusters`` = number of true classes (except HDBSCAN,
+which chooses its own number) and ``random_state=seed`` where it has one. Raw
+per-run results are written as JSON beside the markdown (after every run, so a
+long run can be inspected or resumed with ``--resume``).
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.cluster import (  # noqa: E402
+    HDBSCAN,
+    AgglomerativeClustering,
+    KMeans,
+    SpectralClustering,
+)
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
+from sklearn.model_selection import StratifiedKFold, cross_val_score  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from cases import CASE_NOTES, CASES  # noqa: E402
+
+from skclust_ot import VARIANTS, SP2OTClustering  # noqa: E402
+from skclust_ot.metrics import clustering_report  # noqa: E402
+
+QUICK_CASES = ["digits_lt10", "olive_area", "penguins"]
+SP2OT_METHODS = ["SP2OT", "balanced", "uot", "pot", "p2ot"]
+CLASSICAL_METHODS = ["KMeans", "GaussianMixture", "Ward", "Spectral", "HDBSCAN"]
+DEFAULT_METHODS = SP2OT_METHODS + CLASSICAL_METHODS
+# "sp2ot" (VARIANTS["sp2ot"] on top of the defaults) is available on request.
+ALL_METHODS = DEFAULT_METHODS + ["sp2ot"]
+METRICS = ["balanced_accuracy", "macro_f1", "nmi", "ari", "accuracy", "head", "medium", "tail"]
+METRIC_LABELS = {"balanced_accuracy": "BA", "macro_f1": "F1", "nmi": "NMI", "ari": "ARI",
+                 "accuracy": "Acc", "head": "head", "medium": "med", "tail": "tail"}
+
+
+def make_estimator(method, n_clusters, seed, sp2ot_params):
+    if method == "SP2OT":
+        return SP2OTClustering(n_clusters=n_clusters, random_state=seed, **sp2ot_params)
+    if method in VARIANTS:
+        params = {**VARIANTS[method], **sp2ot_params}
+        return SP2OTClustering(n_clusters=n_clusters, random_state=seed, **params)
+    if method == "KMeans":
+        return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed)
+    if method == "GaussianMixture":
+        return GaussianMixture(n_components=n_clusters, random_state=seed)
+    if method == "Ward":
+        return AgglomerativeClustering(n_clusters=n_clusters, linkage="ward")
+    if method == "Spectral":
+        return SpectralClustering(n_clusters=n_clusters, affinity="nearest_neighbors",
+                                  n_neighbors=15, random_state=seed)
+    if method == "HDBSCAN":
+        # copy=True only silences a FutureWarning (sklearn 1.9); results are identical.
+        return HDBSCAN(copy=True)
+    raise ValueError(f"unknown method {method!r}; choose from {ALL_METHODS}")
+
+
+def _warning_summary(caught, limit=3):
+    seen = []
+    for w in caught:
+        text = f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}"
+        if text not in seen:
+            seen.append(text)
+    return seen[:limit], len(caught)
+
+
+def run_one(method, X, y, seed, sp2ot_params):
+    """Fit one method; return a record (never raises)."""
+    n_clusters = int(len(np.unique(y)))
+    record = {"method": method, "seed": seed, "n_samples": int(X.shape[0]),
+              "n_features": int(X.shape[1]), "n_classes": n_clusters}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = make_estimator(method, n_clusters, seed, sp2ot_params)
+            start = time.perf_counter()
+            labels = np.asarray(est.fit_predict(X))
+            record["fit_seconds"] = time.perf_counter() - start
+        record["warnings"], record["n_warnings"] = _warning_summary(caught)
+        record.update(clustering_report(y, labels))
+        record["all_clusters_nonempty"] = bool(record["n_clusters_found"] == n_clusters)
+        if method == "HDBSCAN":
+            record["n_noise"] = int(np.sum(labels == -1))
+        if hasattr(est, "n_iter_"):
+            record["n_iter"] = int(np.max(est.n_iter_))
+        record["ok"] = True
+    except Exception as exc:  # noqa: BLE001 -- a failure is a result, recorded
+        record["ok"] = False
+        record["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        record["traceback"] = traceback.format_exc()[-2000:]
+    return record
+
+
+def supervised_ceiling(X, y, seed):
+    """5-fold stratified CV balanced accuracy of logistic regression with true labels."""
+    try:
+        cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = cross_val_score(LogisticRegression(max_iter=2000), X, y, cv=cv,
+                                     scoring="balanced_accuracy")
+        return {"ok": True, "balanced_accuracy": float(scores.mean())}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+# ---------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------
+
+def _mean_std(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _fmt(mean, std=None, digits=3):
+    if mean is None:
+        return "—"
+    if std is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def aggregate(results):
+    """Per (case, method): mean/std of metrics over successful seeds, plus run counts."""
+    agg = {}
+    for case, case_res in results["cases"].items():
+        agg[case] = {}
+        methods = []
+        for r in case_res["runs"]:
+            if r["method"] not in methods:
+                methods.append(r["method"])
+        for method in methods:
+            runs = [r for r in case_res["runs"] if r["method"] == method]
+            ok = [r for r in runs if r.get("ok")]
+            entry = {"n_runs": len(runs), "n_ok": len(ok), "n_failed": len(runs) - len(ok),
+                     "errors": sorted({r["error"] for r in runs if not r.get("ok")})}
+            for key in METRICS + ["fit_seconds", "n_clusters_found"]:
+                entry[key] = _mean_std([r.get(key) for r in ok])
+            found = [r["n_clusters_found"] for r in ok]
+            entry["found_range"] = (min(found), max(found)) if found else None
+            entry["all_nonempty_runs"] = sum(bool(r.get("all_clusters_nonempty")) for r in ok)
+            agg[case][method] = entry
+    return agg
+
+
+def _ordered_methods(results, agg):
+    order = []
+    for case in agg:
+        for m in agg[case]:
+            if m not in order:
+                order.append(m)
+    return sorted(order, key=lambda m: ALL_METHODS.index(m) if m in ALL_METHODS else 99)
+
+
+def per_case_tables(results, agg):
+    lines = []
+    for case, methods in agg.items():
+        case_res = results["cases"][case]
+        k = case_res.get("n_classes")
+        lines.append(f"### {case}")
+        lines.append("")
+        lines.append(f"{CASE_NOTES.get(case, '')}. n = {case_res.get('n_samples')}, "
+                     f"d = {case_res.get('n_features')}, K = {k}, class sizes "
+                     f"{case_res.get('class_sizes')}.")
+        ceiling = case_res.get("ceiling_mean_std")
+        if ceiling:
+            lines.append(f"Supervised ceiling (logistic regression, 5-fold CV balanced "
+                         f"accuracy): **{_fmt(*ceiling)}**.")
+        lines.append("")
+        header = (["method"] + [METRIC_LABELS[m] for m in METRICS]
+                  + ["clusters found", "all K non-empty", "fit s"])
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        for method in _ordered_methods(results, {case: methods}):
+            e = methods[method]
+            if e["n_ok"] == 0:
+                row = [method] + ["FAILED"] * len(METRICS) + ["—", f"0/{e['n_runs']}", "—"]
+            else:
+                rng = e["found_range"]
+                found = str(rng[0]) if rng[0] == rng[1] else f"{rng[0]}–{rng[1]}"
+                row = ([method] + [_fmt(*e[m]) for m in METRICS]
+                       + [found, f"{e['all_nonempty_runs']}/{e['n_runs']}",
+                          _fmt(*e["fit_seconds"], digits=2)])
+                if e["n_failed"]:
+                    row[0] += f" ({e['n_failed']} failed)"
+            lines.append("| " + " | ".join(row) + " |")
+        failures = [(m, err) for m, e in methods.items() for err in e["errors"]]
+        for m, err in failures:
+            lines.append(f"\nFailure, {m}: `{err}`")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def summary_table(results, agg):
+    cases = list(agg)
+    methods = _ordered_methods(results, agg)
+    lines = ["| method | BA | F1 | NMI | ARI | Acc | tail | BA ≥ KMeans | F1 ≥ KMeans "
+             "| all K non-empty (runs) | failed runs | fit s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for method in methods:
+        present = [c for c in cases if method in agg[c] and agg[c][method]["n_ok"] > 0]
+
+        def mean_over_cases(key, present=present, method=method):
+            vals = [agg[c][method][key][0] for c in present]
+            return float(np.mean(vals)) if vals else None
+
+        ge_ba = ge_f1 = n_cmp = 0
+        for c in present:
+            km = agg[c].get("KMeans")
+            if km and km["n_ok"]:
+                n_cmp += 1
+                e = agg[c][method]
+                ge_ba += e["balanced_accuracy"][0] >= km["balanced_accuracy"][0] - 1e-12
+                ge_f1 += e["macro_f1"][0] >= km["macro_f1"][0] - 1e-12
+        n_runs = sum(agg[c][method]["n_runs"] for c in cases if method in agg[c])
+        n_ok = sum(agg[c][method]["n_ok"] for c in cases if method in agg[c])
+        nonempty = sum(agg[c][method]["all_nonempty_runs"] for c in cases if method in agg[c])
+        incomplete = "" if len(present) == len(cases) else f" (on {len(present)}/{len(cases)} cases)"
+        row = [method + incomplete] + [_fmt(mean_over_cases(k)) for k in
+                                       ["balanced_accuracy", "macro_f1", "nmi", "ari",
+                                        "accuracy", "tail"]]
+        row += [f"{ge_ba}/{n_cmp}", f"{ge_f1}/{n_cmp}", f"{nonempty}/{n_ok}",
+                f"{n_runs - n_ok}/{n_runs}", _fmt(mean_over_cases("fit_seconds"), digits=2)]
+        lines.append("| " + " | ".join(row) + " |")
+    # Oracle: best classical method per case, chosen after the fact by mean BA.
+    best_ba, best_f1 = [], []
+    for c in cases:
+        cands = [agg[c][m] for m in CLASSICAL_METHODS if m in agg[c] and agg[c][m]["n_ok"]]
+        if cands:
+            best_ba.append(max(e["balanced_accuracy"][0] for e in cands))
+            best_f1.append(max(e["macro_f1"][0] for e in cands))
+    if best_ba and len(best_ba) == len(cases):
+        lines.append(f"| best classical per case (oracle) | {np.mean(best_ba):.3f} | "
+                     f"{np.mean(best_f1):.3f} | | | | | | | | | |")
+    ceil = [results["cases"][c].get("ceiling_mean_std") for c in cases]
+    if all(ceil):
+        lines.append(f"| supervised ceiling (LogReg, 5-fold CV) | {np.mean([x[0] for x in ceil]):.3f}"
+                     " | | | | | | | | | | |")
+    return "\n".join(lines)
+
+
+def ceiling_table(results, agg):
+    cases = list(agg)
+    lines = ["| case | K | n | ceiling BA | SP2OT BA | SP2OT / ceiling | KMeans BA | Spectral BA "
+             "| best classical (BA) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for c in cases:
+        cr = results["cases"][c]
+        ceil = cr.get("ceiling_mean_std")
+
+        def ba(m, c=c):
+            e = agg[c].get(m)
+            return e["balanced_accuracy"][0] if e and e["n_ok"] else None
+
+        sp = ba("SP2OT")
+        ratio = f"{sp / ceil[0]:.0%}" if (sp is not None and ceil) else "—"
+        cands = [(ba(m), m) for m in CLASSICAL_METHODS if ba(m) is not None]
+        best = max(cands) if cands else None
+        lines.append(f"| {c} | {cr.get('n_classes')} | {cr.get('n_samples')} | "
+                     f"{_fmt(*ceil) if ceil else '—'} | {_fmt(sp)} | {ratio} | "
+                     f"{_fmt(ba('KMeans'))} | {_fmt(ba('Spectral'))} | "
+                     f"{f'{best[1]} ({best[0]:.3f})' if best else '—'} |")
+    return "\n".join(lines)
+
+
+def render(results):
+    agg = aggregate(results)
+    meta = results["meta"]
+    head = [
+        "# Quality benchmark: SP2OTClustering vs classical clustering on long-tailed real data",
+        "",
+        "Generated by `benchmarks/bench_quality.py`; do not edit by hand "
+        "(regenerate the tables from the JSON with `--from-json`).",
+        "",
+        f"- Command: `{meta['command']}`",
+        f"- Date: {meta['date']}",
+        f"- Git commit: {meta['git_commit']}{' (working tree had uncommitted changes under skclust_ot/; source sha256 ' + meta.get('skclust_ot_source_sha256', '?') + ')' if meta.get('git_dirty') else ''}",
+        f"- Machine: {meta['machine']}; nproc = {meta['nproc']}; torch {meta['torch_version']}, "
+        f"torch threads = {meta['torch_threads']} (set by the benchmark: shared machine); "
+        f"BLAS/OpenMP threads limited to {meta['blas_threads']} (threadpoolctl); "
+        f"sklearn {meta['sklearn_version']}",
+        f"- Seeds: {meta['seeds']} (a seed picks the long-tailed subsample and all method randomness)",
+        f"- Extra SP2OT parameters (`--sp2ot-params`, applied to SP2OT and ablations): "
+        f"`{json.dumps(meta['sp2ot_params'])}`",
+        f"- Total wall time: {meta.get('wall_seconds', float('nan')) / 60:.1f} min",
+        "",
+        "Methods (each given only `n_clusters` = number of true classes and "
+        "`random_state=seed` where it has one): `SP2OT` = `SP2OTClustering()` defaults; "
+        "`balanced`, `uot`, `pot`, `p2ot` = `SP2OTClustering(**skclust_ot.VARIANTS[name])`; "
+        "`KMeans(n_init=10)`; `GaussianMixture()`; `Ward` = `AgglomerativeClustering(linkage='ward')`; "
+        "`Spectral` = `SpectralClustering(affinity='nearest_neighbors', n_neighbors=15)`; "
+        "`HDBSCAN()` (chooses its own number of clusters; its noise label -1 counts as one "
+        "more predicted cluster for the metrics, and 'all K non-empty' means exactly K "
+        "labels found). Metrics from `skclust_ot.metrics.clustering_report`: BA = "
+        "Hungarian-matched recall averaged over classes (the paper's ACC), F1 = macro-F1 "
+        "after matching, NMI, ARI, Acc = overall matched accuracy, head/med/tail = mean "
+        "class accuracy over the largest 30 % / next 40 % / smallest 30 % of classes. "
+        "Cells: mean ± std over seeds. fit s = wall seconds of `fit_predict`.",
+        "",
+        "## Summary (mean over cases of the per-case means)",
+        "",
+        "'BA ≥ KMeans' / 'F1 ≥ KMeans': on how many cases the method's mean over seeds is at "
+        "least KMeans's. 'all K non-empty (runs)': runs in which every one of the K "
+        "clusters received at least one sample.",
+        "",
+        summary_table(results, agg),
+        "",
+        "## Supervised ceiling and per-case headline",
+        "",
+        ceiling_table(results, agg),
+        "",
+        "## Per case",
+        "",
+        per_case_tables(results, agg),
+    ]
+    return "\n".join(head)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+def _git(*args):
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _source_hash():
+    """SHA-256 (first 12 hex) of skclust_ot/**/*.py as imported: the tree may be dirty."""
+    digest = hashlib.sha256()
+    root = REPO / "skclust_ot"
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _nproc():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"cases {','.join(QUICK_CASES)} with seed 0 (unless given)")
+    p.add_argument("--cases", help=f"comma-separated, from {','.join(CASES)}")
+    p.add_argument("--methods", help=f"comma-separated, from {','.join(ALL_METHODS)}")
+    p.add_argument("--seeds", help="comma-separated ints (default 0,1,2; --quick: 0)")
+    p.add_argument("--out", default=str(REPO / "docs" / "quality_benchmark.md"),
+                   help="markdown output; raw results go to the same name with .json")
+    p.add_argument("--sp2ot-params", default="{}",
+                   help="JSON dict of extra SP2OTClustering parameters for SP2OT and ablations")
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse successful runs already in the JSON output with the same settings")
+    p.add_argument("--from-json", help="only re-render the tables from this raw-results JSON")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        text = render(results)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0
+
+    cases = args.cases.split(",") if args.cases else (QUICK_CASES if args.quick else list(CASES))
+    methods = args.methods.split(",") if args.methods else DEFAULT_METHODS
+    seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds
+             else ([0] if args.quick else [0, 1, 2]))
+    unknown = [c for c in cases if c not in CASES] + [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        raise SystemExit(f"unknown case/method: {unknown}; cases {list(CASES)}, "
+                         f"methods {ALL_METHODS}")
+    sp2ot_params = json.loads(args.sp2ot_params)
+    if not isinstance(sp2ot_params, dict):
+        raise SystemExit("--sp2ot-params must be a JSON object")
+    try:  # fail fast on a typo rather than after an hour of recorded failures
+        SP2OTClustering(**sp2ot_params)
+    except TypeError as exc:
+        raise SystemExit(f"--sp2ot-params: {exc}") from None
+
+    torch.set_num_threads(args.threads)
+    out_md = Path(args.out)
+    out_json = out_md.with_suffix(".json")
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+
+    previous = {}
+    if args.resume and out_json.exists():
+        old = json.loads(out_json.read_text())
+        if old["meta"].get("sp2ot_params") == sp2ot_params:
+            for case, cr in old["cases"].items():
+                for r in cr["runs"]:
+                    if r.get("ok"):
+                        previous[(case, r["method"], r["seed"])] = r
+            print(f"[bench] resuming: {len(previous)} successful runs reused", flush=True)
+
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]) \
+        if argv is None else "bench_quality.main(" + repr(argv) + ")"
+    dirty = bool(_git("status", "--porcelain", "--", "skclust_ot").strip())
+    meta = {
+        "command": command,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "git_dirty": dirty,
+        "skclust_ot_source_sha256": _source_hash(),
+        "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "nproc": _nproc(),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "blas_threads": args.threads,
+        "sklearn_version": __import__("sklearn").__version__,
+        "seeds": seeds,
+        "cases": cases,
+        "methods": methods,
+        "sp2ot_params": sp2ot_params,
+    }
+    results = {"meta": meta, "cases": {}}
+    t_start = time.perf_counter()
+
+    with threadpool_limits(limits=args.threads):
+        for case in cases:
+            case_res = {"runs": [], "ceiling": []}
+            results["cases"][case] = case_res
+            for seed in seeds:
+                try:
+                    X, y, _ = CASES[case](seed)
+                except Exception as exc:  # noqa: BLE001
+                    print(f"[bench] {case} seed {seed}: building the case failed: {exc}",
+                          flush=True)
+                    for method in methods:
+                        case_res["runs"].append({"method": method, "seed": seed, "ok": False,
+                                                 "error": f"case build: {type(exc).__name__}: "
+                                                          f"{exc}"[:500]})
+                    continue
+                case_res.update(n_samples=int(X.shape[0]), n_features=int(X.shape[1]),
+                                n_classes=int(len(np.unique(y))),
+                                class_sizes=np.bincount(y).tolist())
+                ceil = supervised_ceiling(X, y, seed)
+                ceil["seed"] = seed
+                case_res["ceiling"].append(ceil)
+                for method in methods:
+                    key = (case, method, seed)
+                    if key in previous:
+                        rec = previous[key]
+                    else:
+                        rec = run_one(method, X, y, seed, sp2ot_params)
+                    case_res["runs"].append(rec)
+                    status = (f"BA {rec['balanced_accuracy']:.3f} F1 {rec['macro_f1']:.3f} "
+                              f"NMI {rec['nmi']:.3f} found {rec['n_clusters_found']}/"
+                              f"{rec['n_classes']} {rec['fit_seconds']:.1f}s"
+                              if rec.get("ok") else f"FAILED {rec['error'][:200]}")
+                    print(f"[bench] {case:16s} seed {seed} {method:16s} {status}", flush=True)
+                    meta["wall_seconds"] = time.perf_counter() - t_start
+                    _finish_case(case_res)
+                    out_json.write_text(json.dumps(results, indent=1))
+            _finish_case(case_res)
+
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    out_json.write_text(json.dumps(results, indent=1))
+    text = render(results)
+    print(text)
+    out_md.write_text(text + "\n")
+    print(f"\n[bench] wrote {out_md} and {out_json}", flush=True)
+    return 0
+
+
+def _finish_case(case_res):
+    vals = [c["balanced_accuracy"] for c in case_res["ceiling"] if c.get("ok")]
+    case_res["ceiling_mean_std"] = list(_mean_std(vals)) if vals else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,529 @@
+"""The ``skclust-ot`` command: cluster the rows of a CSV, TSV, NPY or Parquet file.
+
+Reads a table, keeps its numeric columns (or the ones named), fits
+:class:`skclust_ot.SP2OTClustering` and writes one label per input row (and
+optionally the soft assignments) to CSV, NPY or standard output. Problems with
+the input or the options end the command with a one-line message on stderr
+and exit status 2; the input file is only ever read.
+"""
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import VARIANTS, SP2OTClustering
+
+__all__ = ["main"]
+
+PROG = "skclust-ot"
+EXIT_OK = 0
+EXIT_INPUT_ERROR = 2
+
+_INPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".npy": "npy", ".parquet": "parquet"}
+_OUTPUT_FORMATS = {".csv": "csv", ".npy": "npy"}
+# pandas infers these from the name, so "data.csv.gz" reads like "data.csv".
+_COMPRESSION_SUFFIXES = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+_SHOWN_ROWS = 5
+
+_DESCRIPTION = """\
+Cluster the rows of a data file with SP2OTClustering (clustering of imbalanced,
+long-tailed data by semantic-regularized progressive partial optimal transport).
+
+Input formats, by extension: .csv, .tsv, .parquet (tables with a header row)
+and .npy (a 2-D numeric array). The numeric columns are used; other columns
+are reported on stderr and skipped, never converted. Output: one cluster label
+per input row, in input order, to the -o file (.csv or .npy) or to stdout as
+CSV. A summary (cluster sizes, time, device) is printed on stderr.
+"""
+
+# One line per entry of skclust_ot.VARIANTS, for --help.
+_VARIANT_HELP = {
+    "sp2ot": "progressive partial OT with the semantic kNN term (default)",
+    "p2ot": "progressive partial OT, no semantic term (faster)",
+    "pot": "progressive partial OT with equal cluster sizes",
+    "uot": "unbalanced OT: free cluster sizes, all samples from the start",
+    "balanced": "balanced OT: equal cluster sizes (SeLa-style baseline)",
+}
+
+_EPILOG = """\
+variants (--variant NAME):
+""" + "".join(f"  {name:<10}{_VARIANT_HELP.get(name, '')}\n" for name in VARIANTS) + """
+examples:
+  skclust-ot penguins.csv -k 3 --standardize
+      cluster the numeric columns into 3 groups, labels as CSV on stdout
+  skclust-ot data.parquet -k 10 --columns bill_len,bill_dep -o labels.npy
+      use two named columns, write the labels to a NumPy file
+  skclust-ot embeddings.npy -k 5 --proba -o clusters.csv --epochs 100 -v
+      labels and soft assignments (columns proba_0..proba_4), per-epoch progress
+  skclust-ot data.tsv -k 4 --drop-nan --variant balanced -o out.csv --overwrite
+      skip rows with missing values (label -1), equal-size clusters baseline
+
+exit status: 0 on success, 2 for a usage or input error (message on stderr).
+"""
+
+
+class InputError(Exception):
+    """A problem with the command's input or options: reported in one line, exit 2."""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
+def _device(text):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(
+            f"expected auto, cpu, cuda or cuda:<index>, got {text!r}")
+    return text
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="INPUT",
+                        help="data file: .csv, .tsv, .npy or .parquet (never modified)")
+    parser.add_argument("-k", "--n-clusters", type=_positive_int, default=8, metavar="K",
+                        help="number of clusters (default: 8)")
+    parser.add_argument("--columns", metavar="A,B,...",
+                        help="comma-separated columns to use (names for tables, 0-based "
+                             "indices for .npy); default: every numeric column. Use it to "
+                             "leave out ids or known labels")
+    parser.add_argument("--drop-nan", action="store_true",
+                        help="skip rows with missing (NaN) or infinite values in the used "
+                             "columns; they get label -1 so the output stays aligned with "
+                             "the input (default: such rows are an error)")
+    parser.add_argument("--standardize", action="store_true",
+                        help="scale each column to zero mean and unit variance (scikit-learn "
+                             "StandardScaler) before clustering. Use it when columns are in "
+                             "unrelated units. Without it the data are still centred and "
+                             "divided by one global scale, which keeps the columns' relative "
+                             "scales, as k-means sees them")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="sp2ot",
+                        metavar="NAME",
+                        help="OT variant of the pseudo-labels, listed below (default: sp2ot)")
+    parser.add_argument("--epochs", type=_positive_int, default=50, metavar="N",
+                        help="training epochs (default: 50)")
+    parser.add_argument("--device", type=_device, default="auto",
+                        metavar="{auto,cpu,cuda}",
+                        help="where to train: auto uses CUDA when available (default: auto)")
+    parser.add_argument("--seed", type=_seed, default=0, metavar="S",
+                        help="random seed; the same file and seed give the same labels "
+                             "(default: 0)")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="write labels to PATH, .csv (column 'label') or .npy; "
+                             "-o out.npy --proba also writes out_proba.npy "
+                             "(default: CSV on stdout)")
+    parser.add_argument("--proba", action="store_true",
+                        help="also write the soft assignments (one column per cluster, "
+                             "rows sum to 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (default: refuse)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show per-epoch progress (loss, rho, solver iterations) "
+                             "on stderr")
+    return parser
+
+
+def _note(message):
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- #
+# input
+# ---------------------------------------------------------------------- #
+def _input_format(path):
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in _INPUT_FORMATS:
+        shown = f"'{suffix}'" if suffix else "no extension"
+        raise InputError(
+            f"cannot tell the format of '{path}' ({shown}); use a .csv, .tsv, .npy or "
+            ".parquet file")
+    return _INPUT_FORMATS[suffix]
+
+
+def _import_pandas(fmt):
+    try:
+        import pandas
+    except ImportError:
+        raise InputError(
+            f"reading {fmt.upper()} files needs pandas: pip install pandas"
+            + (" pyarrow" if fmt == "parquet" else "")) from None
+    return pandas
+
+
+def _first_line(exc):
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_table(path, fmt):
+    """The file as a DataFrame (tables) or a 2-D ndarray (.npy)."""
+    if not path.exists():
+        raise InputError(f"input file '{path}' does not exist")
+    if path.is_dir():
+        raise InputError(f"input '{path}' is a directory, not a file")
+    try:
+        if fmt == "npy":
+            data = np.load(path, allow_pickle=False)
+        else:
+            pd = _import_pandas(fmt)
+            if fmt == "parquet":
+                data = pd.read_parquet(path)
+            else:
+                data = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+    except InputError:
+        raise
+    except ImportError as exc:  # pandas without a parquet engine
+        raise InputError(
+            f"cannot read '{path}': {_first_line(exc)} (pip install pyarrow)") from None
+    except PermissionError:
+        raise InputError(f"cannot read '{path}': permission denied") from None
+    except Exception as exc:  # parsers raise many types for a malformed file
+        raise InputError(
+            f"cannot read '{path}' as {fmt.upper()}: {_first_line(exc)}") from None
+    return data
+
+
+def _select_npy_columns(array, columns, path):
+    if array.ndim != 2:
+        hint = (" For a single feature save x.reshape(-1, 1)." if array.ndim == 1 else
+                " Images and other shapes need a custom encoder: use the Python API "
+                "(SP2OTClustering(encoder=...)).")
+        raise InputError(
+            f"'{path}' holds an array of shape {array.shape}; expected 2-D "
+            f"(n_samples, n_features).{hint}")
+    if array.dtype.kind not in "iuf":
+        raise InputError(
+            f"'{path}' holds an array of dtype {array.dtype}; expected numbers "
+            "(integer or float)")
+    names = [str(i) for i in range(array.shape[1])]
+    if columns is None:
+        return array.astype(np.float64), names
+    indices = []
+    for name in columns:
+        if not re.fullmatch(r"\d+", name) or int(name) >= array.shape[1]:
+            raise InputError(
+                f"--columns: '{name}' is not a column of '{path}'; for .npy input give "
+                f"0-based indices below {array.shape[1]}")
+        indices.append(int(name))
+    return array[:, indices].astype(np.float64), [names[i] for i in indices]
+
+
+def _is_numeric(series):
+    from pandas.api import types
+
+    return (types.is_numeric_dtype(series.dtype) and not types.is_bool_dtype(series.dtype)
+            and not types.is_complex_dtype(series.dtype))
+
+
+def _select_table_columns(frame, columns, path):
+    if columns is not None:
+        names = list(map(str, frame.columns))
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise InputError(
+                f"--columns: {', '.join(repr(c) for c in missing)} not found in '{path}'; "
+                f"its columns are {', '.join(repr(c) for c in names[:20])}"
+                + (", ..." if len(names) > 20 else ""))
+        by_name = dict(zip(names, frame.columns))
+        selected = frame[[by_name[c] for c in columns]]
+        bad = [f"'{c}' ({selected[by_name[c]].dtype})" for c in columns
+               if not _is_numeric(selected[by_name[c]])]
+        if bad:
+            raise InputError(
+                f"--columns: {', '.join(bad)} not numeric; choose numeric columns "
+                "(text is never converted to numbers)")
+    else:
+        numeric = [c for c in frame.columns if _is_numeric(frame[c])]
+        skipped = [c for c in frame.columns if c not in numeric]
+        if skipped:
+            _note("skipping non-numeric column(s): " + ", ".join(
+                f"'{c}' ({frame[c].dtype})" for c in skipped))
+        if not numeric:
+            raise InputError(
+                f"'{path}' has no numeric columns (found {len(frame.columns)} "
+                "non-numeric); clustering needs numbers")
+        selected = frame[numeric]
+    return selected.to_numpy(dtype=np.float64), [str(c) for c in selected.columns]
+
+
+def _warn_index_like(X, names):
+    """A column 0, 1, 2, ... is usually a saved row index, not a feature."""
+    n = X.shape[0]
+    if n < 3:
+        return
+    for j, name in enumerate(names):
+        column = X[:, j]
+        if (np.array_equal(column, np.arange(n)) or np.array_equal(column, np.arange(1, n + 1))):
+            _note(f"warning: column '{name}' counts rows (0, 1, 2, ...), like a saved "
+                  "index; it is used as a feature unless you pass --columns without it")
+
+
+def _describe_rows(rows, has_header):
+    shown = ", ".join(str(r) for r in rows[:_SHOWN_ROWS])
+    more = f" and {len(rows) - _SHOWN_ROWS} more" if len(rows) > _SHOWN_ROWS else ""
+    header = ", header excluded" if has_header else ""
+    return f"{len(rows)} row(s) ({shown}{more}; counting from 0{header})"
+
+
+def _check_finite(X, names, drop_nan, has_header):
+    """Boolean mask of the rows kept; raise on missing values without --drop-nan."""
+    bad = ~np.isfinite(X)
+    bad_rows = np.flatnonzero(bad.any(axis=1))
+    if bad_rows.size == 0:
+        return np.ones(X.shape[0], dtype=bool)
+    bad_cols = [names[j] for j in np.flatnonzero(bad.any(axis=0))]
+    cols = ", ".join(f"'{c}'" for c in bad_cols[:_SHOWN_ROWS])
+    if len(bad_cols) > _SHOWN_ROWS:
+        cols += f" and {len(bad_cols) - _SHOWN_ROWS} more"
+    where = f"{_describe_rows(bad_rows.tolist(), has_header)} in column(s) {cols}"
+    if not drop_nan:
+        raise InputError(
+            f"missing or infinite values in {where}; pass --drop-nan to skip those rows, "
+            "or fill them first")
+    _note(f"dropping {where}; they get label -1")
+    return ~bad.any(axis=1)
+
+
+def _load_features(args):
+    path = Path(args.input)
+    fmt = _input_format(path)
+    data = _read_table(path, fmt)
+    columns = None
+    if args.columns is not None:
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        if not columns:
+            raise InputError("--columns is empty; give comma-separated column names")
+    if len(data) == 0:
+        raise InputError(f"'{path}' has no data rows")
+    if fmt == "npy":
+        X, names = _select_npy_columns(data, columns, path)
+    else:
+        X, names = _select_table_columns(data, columns, path)
+    _warn_index_like(X, names)
+    keep = _check_finite(X, names, args.drop_nan, has_header=fmt in ("csv", "tsv"))
+    n_kept = int(keep.sum())
+    if n_kept < max(2, args.n_clusters):
+        after = " after dropping rows with missing values" if n_kept < X.shape[0] else ""
+        raise InputError(
+            f"{n_kept} row(s){after} but {args.n_clusters} cluster(s) requested; need at "
+            f"least as many rows as clusters (and 2), lower -k/--n-clusters")
+    return X, names, keep
+
+
+# ---------------------------------------------------------------------- #
+# output
+# ---------------------------------------------------------------------- #
+def _output_paths(args):
+    """Output files to write, checked before the (long) fit."""
+    if args.output is None:
+        return None, []
+    out = Path(args.output)
+    fmt = _OUTPUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"cannot tell the output format of '{out}'; use a .csv or .npy file name, "
+            "or leave out -o for CSV on stdout")
+    paths = [out]
+    if fmt == "npy" and args.proba:
+        paths.append(out.with_name(out.stem + "_proba.npy"))
+    source = Path(args.input).resolve()
+    for p in paths:
+        if p.resolve() == source:
+            raise InputError(f"output '{p}' is the input file; choose another -o")
+        if p.is_dir():
+            raise InputError(f"output '{p}' is a directory; give a file name")
+        if p.exists() and not args.overwrite:
+            raise InputError(f"output file '{p}' exists; pass --overwrite to replace it")
+        if not p.parent.is_dir():
+            raise InputError(f"output directory '{p.parent}' does not exist")
+    return fmt, paths
+
+
+def _csv_text(labels, proba):
+    header = ["label"]
+    columns = [labels.astype(str)]
+    if proba is not None:
+        header += [f"proba_{j}" for j in range(proba.shape[1])]
+        text = np.char.mod("%.6g", proba)
+        text[np.isnan(proba)] = ""
+        columns += list(text.T)
+    rows = [",".join(header)]
+    rows += [",".join(values) for values in zip(*columns)]
+    return "\n".join(rows) + "\n"
+
+
+def _write_atomic(path, write):
+    """Write through a temporary file so a failure leaves no half-written output."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_outputs(fmt, paths, labels, proba):
+    if fmt is None:
+        sys.stdout.write(_csv_text(labels, proba))
+        sys.stdout.flush()
+        return
+    try:
+        if fmt == "csv":
+            text = _csv_text(labels, proba).encode()
+            _write_atomic(paths[0], lambda handle: handle.write(text))
+        else:
+            _write_atomic(paths[0], lambda handle: np.save(handle, labels))
+            if proba is not None:
+                _write_atomic(paths[1], lambda handle: np.save(handle, proba))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write '{paths[0]}': {exc.strerror or exc}; no output written") from None
+    _note("wrote " + " and ".join(f"'{p}'" for p in paths))
+
+
+# ---------------------------------------------------------------------- #
+# the command
+# ---------------------------------------------------------------------- #
+def _check_device(device):
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"--device {device} was requested but CUDA is not available here; use "
+                "--device auto (CUDA when present, else CPU) or --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {device} was requested but only {torch.cuda.device_count()} "
+                "CUDA device(s) are visible")
+
+
+def _fit(X, args):
+    est = SP2OTClustering(
+        n_clusters=args.n_clusters,
+        max_epochs=args.epochs,
+        device=args.device,
+        random_state=args.seed,
+        verbose=int(args.verbose),
+        **VARIANTS[args.variant],
+    )
+    if args.standardize:
+        from sklearn.preprocessing import StandardScaler
+
+        X = StandardScaler().fit_transform(X)
+    # Progress goes to stderr so that labels on stdout stay clean CSV.
+    with warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("always")
+        labels = est.fit(X).labels_
+        proba = est.predict_proba(X) if args.proba else None
+    # Library deprecations concern developers, not the person running the command.
+    for w in caught:
+        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
+                                       FutureWarning)):
+            _note(f"warning: {w.message}")
+    return est, labels, proba
+
+
+def _summary(est, labels, n_rows, n_columns, seconds, args):
+    sizes = np.bincount(labels, minlength=args.n_clusters)
+    order = np.argsort(-sizes, kind="stable")
+    listed = ", ".join(f"{k}: {sizes[k]}" for k in order)
+    epochs = f"{est.n_iter_} epoch{'s' if est.n_iter_ != 1 else ''}"
+    _note(f"clustered {n_rows} rows x {n_columns} columns into {args.n_clusters} clusters "
+          f"({args.variant}, {epochs}) in {seconds:.1f} s on {est.device_}")
+    _note(f"cluster sizes, largest first: {listed}")
+
+
+def _run(args):
+    out_fmt, out_paths = _output_paths(args)
+    _check_device(args.device)
+    X, names, keep = _load_features(args)
+    if args.verbose:
+        _note(f"using {len(names)} column(s): {', '.join(names)}")
+    start = time.perf_counter()
+    est, kept_labels, kept_proba = _fit(X[keep], args)
+    seconds = time.perf_counter() - start
+
+    labels = np.full(X.shape[0], -1, dtype=np.int64)
+    labels[keep] = kept_labels
+    proba = None
+    if kept_proba is not None:
+        proba = np.full((X.shape[0], args.n_clusters), np.nan)
+        proba[keep] = kept_proba
+    _write_outputs(out_fmt, out_paths, labels, proba)
+    _summary(est, kept_labels, int(keep.sum()), X.shape[1], seconds, args)
+
+
+def main(argv=None):
+    """Run the ``skclust-ot`` command.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Command-line arguments without the program name; ``None`` reads
+        ``sys.argv[1:]``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for a usage or input error (reported on stderr).
+    """
+    args = _build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except InputError as exc:
+        _note(f"error: {exc}")
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        _note("interrupted")
+        return 130
+    except BrokenPipeError:
+        # stdout was closed early (e.g. piped into `head`): not an error.
+        # Point stdout at devnull so Python's exit-time flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The ``skclust-ot`` command on real files.
+
+Every input format runs the real command as a subprocess. The many error
+paths call ``main`` in this process (same code, same files, same exit status)
+because each subprocess pays about 3 s of torch and scikit-learn start-up; one
+error case also runs as a subprocess, to check the status reaches the shell.
+"""
+
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+N_ROWS = 60
+N_CLUSTERS = 3
+HAS_PARQUET = importlib.util.find_spec("pyarrow") is not None
+needs_parquet = pytest.mark.skipif(not HAS_PARQUET, reason="writing Parquet needs pyarrow")
+# One thread: tiny fits, and a loaded machine (see conftest.py).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _command(*args):
+    return [sys.executable, "-m", "skclust_ot.cli", *map(str, args)]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(_command(*args), capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=120)
+
+
+def run_in_process(args, cwd, capsys, monkeypatch):
+    """``main(args)`` in this process: the error paths, without a start-up each."""
+    from skclust_ot.cli import main
+
+    monkeypatch.chdir(cwd)
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's own usage errors
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def three_blobs_frame():
+    """Three separated groups of sizes 36, 16, 8, plus a text column."""
+    rng = np.random.default_rng(0)
+    sizes = [36, 16, 8]
+    centres = np.array([[0.0, 0.0, 0.0], [6.0, 0.0, 3.0], [0.0, 6.0, -3.0]])
+    X = np.vstack([rng.normal(c, 0.5, (n, 3)) for c, n in zip(centres, sizes)])
+    frame = pd.DataFrame(X, columns=["width", "height", "depth"])
+    frame.insert(1, "species", np.repeat(["a", "b", "c"], sizes))
+    return frame
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli_data")
+    frame = three_blobs_frame()
+    frame.to_csv(directory / "blobs.csv", index=False)
+    if HAS_PARQUET:
+        frame.to_parquet(directory / "blobs.parquet")
+    np.save(directory / "blobs.npy", frame[["width", "height", "depth"]].to_numpy())
+
+    with_nan = frame.copy()
+    with_nan.loc[[4, 11], "height"] = np.nan
+    with_nan.loc[20, "depth"] = np.inf
+    with_nan.to_csv(directory / "nan.csv", index=False)
+    if HAS_PARQUET:
+        with_nan.to_parquet(directory / "nan.parquet")
+    frame[["species"]].to_csv(directory / "text_only.csv", index=False)
+    frame.head(2).to_csv(directory / "two_rows.csv", index=False)
+    (directory / "garbage.parquet").write_bytes(b"this is not a parquet file\n")
+    (directory / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
+    (directory / "blobs.xlsx").write_bytes(b"PK\x03\x04")
+    (directory / "existing.csv").write_text("label\n7\n")
+    return directory
+
+
+def assert_success(result):
+    assert result.returncode == 0, result.stderr
+    assert "cluster sizes" in result.stderr
+    assert "on cpu" in result.stderr
+
+
+def test_help_describes_formats_and_examples(capsys, monkeypatch, tmp_path):
+    status, stdout, _ = run_in_process(["--help"], tmp_path, capsys, monkeypatch)
+    assert status == 0
+    for text in (".csv", ".tsv", ".npy", ".parquet", "--drop-nan", "--overwrite",
+                 "examples:", "StandardScaler", "sp2ot", "balanced"):
+        assert text in stdout
+
+
+def test_csv_to_stdout_skips_text_column(data_dir):
+    path = data_dir / "blobs.csv"
+    before = digest(path)
+    result = run_cli(path, "-k", N_CLUSTERS, "--epochs", 2, "--device", "cpu", "-v")
+    assert_success(result)
+    assert digest(path) == before
+    assert "'species'" in result.stderr and "skipping non-numeric" in result.stderr
+    # progress (-v) goes to stderr, so stdout is clean CSV
+    assert "epoch" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "label"
+    labels = np.array(lines[1:], dtype=int)
+    assert labels.shape == (N_ROWS,)
+    assert set(labels) <= set(range(N_CLUSTERS))
+
+
+def test_tsv_to_csv_with_proba_and_drop_nan(data_dir, tmp_path):
+    source = data_dir / "nan.csv"
+    tsv = tmp_path / "nan.tsv"
+    pd.read_csv(source).to_csv(tsv, sep="\t", index=False)
+    before = digest(tsv)
+    out = tmp_path / "labels.csv"
+    out.write_text("old\n")
+    result = run_cli(tsv, "-k", N_CLUSTERS, "--epochs", 2, "--device", "cpu",
+                     "--proba", "--drop-nan", "-o", out, "--overwrite")
+    assert_success(result)
+    assert digest(tsv) == before
+    assert result.stdout == ""
+    assert "dropping 3 row(s) (4, 11, 20" in result.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["label"] + [f"proba_{j}" for j in range(N_CLUSTERS)]
+    assert len(table) == N_ROWS
+    dropped = [4, 11, 20]
+    assert (table.loc[dropped, "label"] == -1).all()
+    assert table.loc[dropped].iloc[:, 1:].isna().all().all()
+    kept = table.drop(index=dropped)
+    assert kept["label"].between(0, N_CLUSTERS - 1).all()
+    np.testing.assert_allclose(kept.iloc[:, 1:].sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_npy_to_npy_with_proba(data_dir, tmp_path):
+    path = data_dir / "blobs.npy"
+    before = digest(path)
+    out = tmp_path / "labels.npy"
+    result = run_cli(path, "-k", N_CLUSTERS, "--epochs", 2, "--device", "cpu",
+                     "--variant", "p2ot", "--proba", "-o", out)
+    assert_success(result)
+    assert digest(path) == before
+    labels = np.load(out)
+    proba = np.load(tmp_path / "labels_proba.npy")
+    assert labels.shape == (N_ROWS,) and labels.dtype.kind == "i"
+    assert proba.shape == (N_ROWS, N_CLUSTERS)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(proba.argmax(axis=1), labels)
+
+
+@needs_parquet
+def test_parquet_selected_columns_standardized(data_dir, tmp_path):
+    path = data_dir / "blobs.parquet"
+    before = digest(path)
+    out = tmp_path / "labels.csv"
+    result = run_cli(path, "-k", N_CLUSTERS, "--epochs", 2, "--device", "cpu",
+                     "--columns", "width,height", "--standardize", "--seed", 3, "-o", out)
+    assert_success(result)
+    assert digest(path) == before
+    assert "skipping" not in result.stderr  # explicit columns: nothing to report
+    assert "x 2 columns" in result.stderr
+    labels = pd.read_csv(out)["label"]
+    assert len(labels) == N_ROWS
+
+
+# (name, arguments relative to data_dir, expected text in the error line)
+ERROR_CASES = {
+    "missing_file": (["nowhere.csv"], "does not exist"),
+    "unknown_format": (["blobs.xlsx"], "'.xlsx'"),
+    "unreadable_parquet": (["garbage.parquet"], "cannot read"),
+    "unreadable_npy": (["garbage.npy"], "cannot read"),
+    "no_numeric_columns": (["text_only.csv"], "no numeric columns"),
+    "nan_in_data": (["nan.csv"], "--drop-nan"),
+    "nan_in_parquet": (["nan.parquet"], "'height'"),
+    "too_few_rows": (["two_rows.csv", "-k", "3"], "lower -k"),
+    "missing_column": (["blobs.csv", "--columns", "width,weight"], "'weight' not found"),
+    "text_column_selected": (["blobs.csv", "--columns", "width,species"], "not numeric"),
+    "npy_column_out_of_range": (["blobs.npy", "--columns", "0,9"], "0-based"),
+    "output_exists": (["blobs.csv", "-o", "existing.csv"], "--overwrite"),
+    "output_is_input": (["blobs.csv", "-o", "blobs.csv", "--overwrite"], "is the input"),
+    "unknown_output_format": (["blobs.csv", "-o", "labels.txt"], ".csv or .npy"),
+    "zero_clusters": (["blobs.csv", "-k", "0"], "positive integer"),
+    "unknown_variant": (["blobs.csv", "--variant", "kmeans"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_bad_input_gives_one_line_error(case, data_dir, capsys, monkeypatch):
+    args, expected = ERROR_CASES[case]
+    if "parquet" in case and not HAS_PARQUET:
+        pytest.skip("writing Parquet needs pyarrow")
+    digests = {p.name: digest(p) for p in data_dir.iterdir()}
+    status, stdout, stderr = run_in_process(args, data_dir, capsys, monkeypatch)
+    assert status == 2, stderr
+    assert stdout == ""
+    error_lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1, stderr
+    assert expected in error_lines[0]
+    assert {p.name: digest(p) for p in data_dir.iterdir()} == digests
+    assert not (data_dir / "labels.txt").exists()
+
+
+def test_nan_error_names_rows_and_columns(data_dir, capsys, monkeypatch):
+    _, _, stderr = run_in_process(["nan.csv"], data_dir, capsys, monkeypatch)
+    assert "3 row(s) (4, 11, 20" in stderr
+    assert "'height'" in stderr and "'depth'" in stderr
+
+
+def test_error_exit_status_reaches_the_shell(data_dir):
+    path = data_dir / "nan.csv"
+    before = digest(path)
+    result = run_cli(path, "-k", N_CLUSTERS, "-o", data_dir / "never.csv")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith("skclust-ot: error: missing")
+    assert "Traceback" not in result.stderr
+    assert digest(path) == before
+    assert not (data_dir / "never.csv").exists()

@@ -44,7 +44,7 @@ __all__ = ["SP2OTClustering", "VARIANTS"]
 #: Parameter settings that reproduce the paper's ablations with one estimator.
 #: Use as ``SP2OTClustering(**VARIANTS["p2ot"])`` or ``est.set_params(**VARIANTS["uot"])``.
 VARIANTS = {
-    "sp2ot": {"semantic_weight": 0.2, "kl_weight": 1.0, "rho0": 0.1, "rho_schedule": "sigmoid"},
+    "sp2ot": {"semantic_weight": 0.02, "kl_weight": 1.0, "rho0": 0.1, "rho_schedule": "sigmoid"},
     "p2ot": {"semantic_weight": 0.0, "kl_weight": 1.0, "rho0": 0.1, "rho_schedule": "sigmoid"},
     "pot": {"semantic_weight": 0.0, "kl_weight": math.inf, "rho0": 0.1, "rho_schedule": "sigmoid"},
     "uot": {"semantic_weight": 0.0, "kl_weight": 1.0, "rho0": 1.0, "rho_schedule": "constant"},
@@ -137,12 +137,17 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     kl_weight : float, default=1.0
         Weight λ of the KL term on cluster sizes; ``math.inf`` forces equal
         sizes (balanced OT).
-    semantic_weight : float, default=0.2
+    semantic_weight : float, default=0.02
         Weight of the SP²OT semantic (kNN-graph) term, in units of the
-        scaled plan ``N·Q`` (0.2 ≈ the paper's 1000 at a 5120-sample bank);
-        it fades as ``(1 - rho)``. ``0`` gives P²OT.
-    n_neighbors : int, default=20
-        Neighbours in the semantic kNN graph.
+        scaled plan ``N·Q``; it fades as ``(1 - rho)``. ``0`` gives P²OT.
+        The paper's λ_s0 = 1000 at a 5120-sample bank corresponds to 0.2;
+        the default is ten times lower, chosen by the quality benchmark
+        (0.2 and 0.1 hurt text embeddings and penguins, 0.02 helped every
+        case tried; see ``docs/quality_benchmark.md``).
+    n_neighbors : int, default=10
+        Neighbours in the kNN graph (semantic term, spectral start,
+        neighbour views). 10 rather than the paper's 20 keeps small tail
+        clusters from being wired into their big neighbours.
     sigma : float, default=2.0
         Gaussian kernel width of the graph, ``exp(-d²/(2 σ² n_features))``.
     ot_scope : {"auto", "full", "bank"}, default="auto"
@@ -168,8 +173,10 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         ``n_neighbors`` nearest neighbours (in the scaled input space)
         instead of itself, each supervised by the other's pseudo-label
         (neighbour consistency). Used with the ``"full"`` OT scope.
-    init : {"kmeans", "spectral", "random"}, default="kmeans"
-        How training starts. ``"kmeans"``: k-means in the scaled input space,
+    init : {"auto", "kmeans", "spectral", "random"}, default="auto"
+        How training starts. ``"auto"``: ``"spectral"`` up to 20,000
+        samples, ``"kmeans"`` above (the spectral embedding needs an exact
+        kNN graph and an eigensolver). ``"kmeans"``: k-means in the scaled input space,
         and the head fitted to reproduce that partition (prevents lost
         clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
@@ -264,7 +271,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "noise": [Interval(Real, 0, None, closed="left")],
         "mask_prob": [Interval(Real, 0, 1, closed="left")],
         "neighbor_views": [Interval(Real, 0, 1, closed="both")],
-        "init": [StrOptions({"kmeans", "spectral", "random"})],
+        "init": [StrOptions({"auto", "kmeans", "spectral", "random"})],
         "device": [str],
         "callbacks": [list, None],
         "verbose": ["verbose"],
@@ -288,8 +295,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         rho_schedule="sigmoid",
         epsilon=0.1,
         kl_weight=1.0,
-        semantic_weight=0.2,
-        n_neighbors=20,
+        semantic_weight=0.02,
+        n_neighbors=10,
         sigma=2.0,
         ot_scope="auto",
         memory_size=None,
@@ -300,7 +307,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         noise=0.1,
         mask_prob=0.1,
         neighbor_views=0.0,
-        init="kmeans",
+        init="auto",
         device="auto",
         callbacks=None,
         verbose=0,
@@ -418,6 +425,29 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         if isinstance(self.encoder, nn.Module):
             return copy.deepcopy(self.encoder)
         return self.encoder(**kwargs)
+
+    @staticmethod
+    @torch.no_grad()
+    def _calibrate_batchnorm(module, X, device, chunk=_PREDICT_CHUNK):
+        """Set BatchNorm running statistics to the exact data statistics.
+
+        Makes eval-mode embeddings (used to fit the initial prototypes) match
+        what training sees from its first step.
+        """
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the chunks
+        module.train()
+        for i in range(0, X.shape[0], chunk):
+            if X[i:i + chunk].shape[0] > 1:
+                module.embed(X[i:i + chunk].to(device))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        module.eval()
 
     @staticmethod
     @torch.no_grad()
@@ -616,14 +646,22 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
 
         inputs = preprocess(X_t) if preprocess is not None else X_t
         inputs = inputs.reshape(n_samples, -1)
-        if self.init == "kmeans":
+        init = self.init
+        if init == "auto":
+            init = "spectral" if n_samples <= _FULL_SCOPE_MAX_SAMPLES else "kmeans"
+        if init == "spectral" and n_samples < 2 * self.n_clusters + 2:
+            # too few samples for a meaningful kNN-graph eigenproblem
+            init = "kmeans"
+        if init == "kmeans":
             labels = self._kmeans_labels(inputs, seed)
+            self._calibrate_batchnorm(module, X_t, device)
             embeddings = self._embed_all(module, X_t, device)
             self._fit_prototypes(head, embeddings, labels)
-        elif self.init == "spectral":
+        elif init == "spectral":
             spectral = self._spectral_embedding(inputs.to(device), seed)
             labels = self._kmeans_labels(torch.from_numpy(spectral), seed)
             self._fit_encoder_to(module, X_t, spectral, device)
+            self._calibrate_batchnorm(module, X_t, device)
             embeddings = self._embed_all(module, X_t, device)
             self._fit_prototypes(head, embeddings, labels)
 

@@ -29,7 +29,8 @@ class MLPEncoder(nn.Module):
     """Small multilayer perceptron for tabular data and embeddings.
 
     ``Linear -> BatchNorm -> ReLU`` blocks followed by a linear projection to
-    ``embedding_dim``. BatchNorm runs on batch statistics only in training;
+    ``embedding_dim`` and a non-affine BatchNorm that centres the embedding
+    for the cosine head. BatchNorm runs on batch statistics only in training;
     in ``eval`` mode it is a fixed affine map, so predictions are per-sample.
 
     Parameters
@@ -54,6 +55,10 @@ class MLPEncoder(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = hidden
         layers.append(nn.Linear(width, embedding_dim))
+        # Centre and scale the embedding: the cosine head only sees
+        # directions, and a common offset (which a linear read-out happily
+        # learns) would make every sample point the same way.
+        layers.append(nn.BatchNorm1d(embedding_dim, affine=False))
         self.layers = nn.Sequential(*layers)
         self.embedding_dim = embedding_dim
 

@@ -208,7 +208,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Device actually used.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Names of features seen during fit (only for inputs with string
         column names).
 

@@ -614,7 +614,10 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
 
     def _fit_net(self, X, device, seed):
         n_samples = X.shape[0]
-        X_t = torch.tensor(np.ascontiguousarray(X), dtype=torch.float32)
+        with warnings.catch_warnings():
+            # float64 data beyond the float32 range overflow here; reported below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            X_t = torch.from_numpy(np.array(X, dtype=np.float32))
         if not torch.isfinite(X_t).all():
             raise ValueError(
                 "X has values beyond the float32 range (about ±3.4e38) used for "
@@ -754,8 +757,14 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         module = self.net_.module_
         module.eval()
         for start in range(0, X.shape[0], _PREDICT_CHUNK):
-            chunk = torch.as_tensor(np.ascontiguousarray(X[start:start + _PREDICT_CHUNK],
-                                                         dtype=np.float32))
+            # a fresh float32 copy: never hands torch a read-only buffer
+            chunk = torch.from_numpy(np.array(X[start:start + _PREDICT_CHUNK],
+                                              dtype=np.float32))
+            if not torch.isfinite(chunk).all():
+                raise ValueError(
+                    "X has values beyond the float32 range (about ±3.4e38) used by "
+                    "the network; rescale the data as it was for fit."
+                )
             yield module(chunk.to(self.device_)).cpu()
 
     def _predict_labels(self, X):

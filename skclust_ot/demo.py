@@ -8,6 +8,8 @@ methods, and the true and found cluster sizes.
 """
 
 import argparse
+import importlib.util
+import os
 import time
 
 import numpy as np
@@ -33,6 +35,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=50, help="training epochs (default: 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--plot", default="skclust_ot_demo.png", metavar="PATH",
+                        help="where to write the pictures (needs matplotlib; "
+                             "default: skclust_ot_demo.png; 'none' to skip)")
     args = parser.parse_args(argv)
 
     X, y = load_digits_long_tailed(n_max=170, imbalance_ratio=args.imbalance_ratio,
@@ -59,7 +64,31 @@ def main(argv=None):
     print(f"\ntrue class sizes:       {sorted(sizes.tolist(), reverse=True)}")
     print(f"SP2OT cluster sizes:    {sorted(np.bincount(labels, minlength=sizes.size).tolist(), reverse=True)}")
     print(f"KMeans cluster sizes:   {sorted(np.bincount(km_labels, minlength=sizes.size).tolist(), reverse=True)}")
+    if args.plot.lower() != "none":
+        _write_pictures(args.plot, est, X, y, labels)
     return 0
+
+
+def _write_pictures(path, est, X, y, labels):
+    if importlib.util.find_spec("matplotlib") is None:
+        print("\n(no pictures: install matplotlib, e.g. pip install -e '.[plots]')")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_cluster_sizes, plot_clusters_2d, plot_training_history
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    plot_cluster_sizes(est, y_true=y, ax=axes[0])
+    plot_training_history(est, ax=axes[1])
+    plot_clusters_2d(X, labels, ax=axes[2])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"\npictures (cluster sizes vs truth, training curves, 2-D view): "
+          f"{os.path.abspath(path)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """SP2OTClustering: the scikit-learn estimator (validation and orchestration)."""
 
 import copy
+import importlib.util
 import math
 import warnings
 from numbers import Integral, Real
@@ -21,7 +22,7 @@ from sklearn.manifold import spectral_embedding
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import LRScheduler
+from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 
 from .nn import (
@@ -187,7 +188,9 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     callbacks : list of skorch callbacks, default=None
         Extra callbacks (or ``(name, callback)`` pairs), copied before use.
     verbose : int, default=0
-        ``> 0`` prints one line per epoch (loss, rho, solver iterations).
+        ``1`` prints one line per epoch (loss, ``rho``, solver iterations and
+        non-converged solves, clusters in use, time); ``2`` adds skorch's
+        per-batch progress bar (when ``tqdm`` is installed).
     random_state : int, RandomState instance or None, default=None
         Seeds the network, views, shuffling and k-means. The caller's global
         numpy and torch random states are left untouched.
@@ -714,6 +717,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
                                          T_max=self.max_epochs)),
         ]
+        if self.verbose >= 2 and importlib.util.find_spec("tqdm") is not None:
+            callbacks.append(("progress_bar", ProgressBar()))
         for i, cb in enumerate(self.callbacks or []):
             name, obj = cb if isinstance(cb, tuple) else (f"user_callback_{i}", cb)
             callbacks.append((name, copy.deepcopy(obj)))

@@ -421,3 +421,12 @@ def test_model_saved_on_cuda_loads_on_cpu(blobs, fitted):
     for name, value in vars(restored.net_).items():
         if name not in ("module_", "optimizer_", "criterion_", "module", "criterion"):
             assert not isinstance(value, torch.Tensor) or value.device.type == "cpu", name
+
+
+def test_verbose_2_shows_a_progress_bar(blobs, capsys):
+    pytest.importorskip("tqdm")
+    X, _ = blobs
+    est = SP2OTClustering(n_clusters=3, max_epochs=2, verbose=2, random_state=0).fit(X)
+    captured = capsys.readouterr()
+    assert "train_loss" in captured.out
+    assert "progress_bar" in dict(est.net_.callbacks_)

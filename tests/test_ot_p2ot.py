@@ -406,6 +406,114 @@ def test_cuda_matches_cpu(dtype, method):
 
 
 # --------------------------------------------------------------------------- #
+# implementation paths: backends, fused sweeps, check schedule, relaxation,
+# translation (private switches of the solver core)
+# --------------------------------------------------------------------------- #
+solve_core = p2ot_module._solve
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["auto", "log"])
+@pytest.mark.parametrize("rho", [0.3, 1.0])
+def test_torch_backend_on_cpu_matches_numpy_backend(dtype, method, rho):
+    # the loop that runs on GPUs, exercised on CPU
+    cost = random_cost(256, 12, seed=17, dtype=dtype)
+    plan_np, _, log_np = solve_core(cost, rho, 0.1, 1.0, 1000, 1e-6, method, None)
+    plan_t, _, log_t = solve_core(cost, rho, 0.1, 1.0, 1000, 1e-6, method, None,
+                                  backend="torch")
+    assert log_t["converged"] and log_t["method"] == log_np["method"]
+    assert plan_t.dtype == dtype and log_t["potentials"][1].dtype == dtype
+    atol = 1e-5 / 256 if dtype == torch.float32 else 1e-10 / 256
+    torch.testing.assert_close(plan_t, plan_np, rtol=0, atol=atol)
+    torch.testing.assert_close(log_t["column_mass"], log_np["column_mass"], rtol=0,
+                               atol=100 * atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rho", [0.3, 1.0])
+def test_fused_sweeps_match_plain_sweeps(dtype, rho):
+    cost = random_cost(300, 7, seed=18, dtype=dtype)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    plain, _, log_plain = solve_core(cost, rho, 0.05, 1.0, 5000, tol, "auto", None,
+                                     fused=False)
+    fused, _, log_fused = solve_core(cost, rho, 0.05, 1.0, 5000, tol, "auto", None, fused=True)
+    assert log_fused["converged"] and log_fused["n_iter"] == log_plain["n_iter"]
+    atol = 1e-5 / 300 if dtype == torch.float32 else 1e-11 / 300
+    torch.testing.assert_close(fused, plain, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("max_gap", [1, 8])
+def test_check_schedule_does_not_change_the_answer(max_gap):
+    # checking every iteration or every few iterations: same fixed point, and the
+    # scaling -> log fallback still happens (its first failure is found and replayed)
+    cost = random_cost(200, 6, seed=9)
+    cost[:, 2] = 1000.0
+    plan, _, log = solve_core(cost, 0.3, 0.1, 1.0, 1000, 1e-12, "auto", None,
+                              max_gap=max_gap)
+    reference, _, _ = solve_core(cost, 0.3, 0.1, 1.0, 1000, 1e-12, "log", None, max_gap=1)
+    assert log["converged"] and log["method"] == "scaling+log"
+    torch.testing.assert_close(plan, reference, rtol=0, atol=1e-12)
+
+
+def test_numerical_error_in_a_fast_window_restores_the_checked_iterate(monkeypatch):
+    # NaN appearing between two checks of the scaling path: the window is replayed
+    # one checked iteration at a time and the solve continues in the log domain
+    from skclust_ot.ot import _backend
+
+    cost = random_cost(400, 5, seed=19)
+    calls = {"n": 0}
+    real_matvec = _backend.NumpyBackend.matvec
+
+    def flaky(matrix, vector, out):
+        calls["n"] += 1
+        real_matvec(matrix, vector, out)
+        if calls["n"] == 6:  # one poisoned row-sum product, then healthy again
+            out[0] = math.nan
+        return out
+
+    monkeypatch.setattr(_backend.NumpyBackend, "matvec", staticmethod(flaky))
+    plan, _, log = solve_core(cost, 0.4, 0.1, 1.0, 1000, 1e-12, "scaling", None, max_gap=8)
+    assert calls["n"] > 6 and torch.isfinite(plan).all() and log["converged"]
+    reference, _, _ = solve_core(cost, 0.4, 0.1, 1.0, 1000, 1e-12, "log", None)
+    torch.testing.assert_close(plan, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("rho, kl_weight", [(1.0, 10.0), (0.5, 100.0), (0.5, math.inf)])
+def test_relaxation_saves_iterations_and_keeps_the_plan(rho, kl_weight):
+    cost = random_cost(400, 10, seed=20)
+    kwargs = dict(max_gap=1)
+    plain, _, log_plain = solve_core(cost, rho, 0.05, kl_weight, 20000, 1e-13, "scaling",
+                                     None, relax=False, **kwargs)
+    fast, _, log_fast = solve_core(cost, rho, 0.05, kl_weight, 20000, 1e-13, "scaling", None,
+                                   **kwargs)
+    assert log_plain["converged"] and log_fast["converged"]
+    assert log_fast["n_iter"] < 0.7 * log_plain["n_iter"]
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12)
+    # the solve ends with exact steps: the column conditions hold, so the log
+    # reports the virtual mass exactly
+    assert log_fast["virtual_error"] < 1e-12
+
+
+@pytest.mark.parametrize("rho", [0.1, 0.5])
+def test_translation_step_keeps_the_plan_of_plain_scaling(rho):
+    cost = random_cost(150, 5, seed=21)
+    plain, _, log_plain = solve_core(cost, rho, 0.1, 1.0, 100000, 1e-13, "scaling", None,
+                                     translate=False, relax=False)
+    fast, _, log_fast = solve_core(cost, rho, 0.1, 1.0, 100000, 1e-13, "scaling", None)
+    assert log_plain["converged"] and log_fast["converged"]
+    assert 2 * log_fast["n_iter"] < log_plain["n_iter"]
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-14)
+
+
+def test_invalid_backend():
+    with pytest.raises(ValueError, match="backend"):
+        solve_core(random_cost(10, 3), 0.5, 0.1, 1.0, 10, 1e-6, "auto", None, backend="jax")
+    with pytest.raises(ValueError, match="NumPy backend"):
+        solve_core(random_cost(10, 3).half(), 0.5, 0.1, 1.0, 10, 1e-6, "auto", None,
+                   backend="numpy")
+
+
+# --------------------------------------------------------------------------- #
 # rho schedule
 # --------------------------------------------------------------------------- #
 def test_rho_schedule_sigmoid():

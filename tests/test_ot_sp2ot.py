@@ -191,3 +191,19 @@ def test_graph_shape_must_match_cost():
     features, cost, _ = two_groups(n_samples=20)
     with pytest.raises(ValueError, match="shape"):
         sp2ot(cost, 0.5, knn_graph(features[:10], 3))
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_symmetrized_graph_is_s_plus_s_transpose(layout):
+    from skclust_ot.ot._sp2ot import _symmetrized
+
+    features, cost, _ = two_groups(n_samples=70)
+    graph = knn_graph(features.float(), 6)
+    if layout == "csr":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            graph = graph.to_sparse_csr()
+    sym = _symmetrized(graph, cost)
+    assert sym.layout == torch.sparse_csr and sym.dtype == cost.dtype
+    dense = knn_graph(features.float(), 6).to_dense().to(cost.dtype)
+    torch.testing.assert_close(sym.to_dense(), dense + dense.T, rtol=0, atol=0)

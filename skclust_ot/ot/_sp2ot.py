@@ -36,11 +36,33 @@ def _check_graph(graph, n_samples):
 
 
 def _symmetrized(graph, cost):
-    """S + S^T as a coalesced COO tensor with the dtype and device of ``cost``."""
+    """S + S^T as a CSR tensor with the dtype and device of ``cost``.
+
+    Built from the entries directly (sorted by (row, column), duplicates of
+    mutual neighbours summed), which is several times faster than coalescing
+    COO tensors on CPU; products with a CSR matrix are ~20x faster than with
+    COO there.
+    """
     if graph.layout == torch.sparse_csr:
         graph = graph.to_sparse_coo()
-    graph = graph.to(device=cost.device, dtype=cost.dtype).coalesce()
-    return (graph + graph.t()).coalesce()
+    graph = graph.coalesce()
+    n_samples = graph.shape[0]
+    index = graph.indices().to(cost.device)
+    values = graph.values().to(device=cost.device, dtype=cost.dtype)
+    rows = torch.cat([index[0], index[1]])
+    cols = torch.cat([index[1], index[0]])
+    key = rows * n_samples + cols
+    key, order = torch.sort(key)
+    key, inverse = torch.unique_consecutive(key, return_inverse=True)
+    summed = torch.zeros(key.shape[0], dtype=cost.dtype, device=cost.device)
+    summed.index_add_(0, inverse, torch.cat([values, values])[order])
+    rows = torch.div(key, n_samples, rounding_mode="floor")
+    crow = torch.zeros(n_samples + 1, dtype=torch.long, device=cost.device)
+    torch.cumsum(torch.bincount(rows, minlength=n_samples), 0, out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, key - rows * n_samples, summed,
+                                       (n_samples, n_samples))
 
 
 def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight):
@@ -186,7 +208,7 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
 
         def pull_and_objective(plan, virtual):
             # -lambda_s N <S, Q Q^T> = -(lambda_s / 2) <(S + S^T)(N Q), Q>
-            pull = torch.sparse.mm(sym_graph, plan * n_samples)
+            pull = sym_graph @ (plan * n_samples)
             semantic = 0.5 * weight * (pull * plan).sum(dtype=acc)
             return pull, (p2ot_part(plan, virtual) - semantic).item()
 

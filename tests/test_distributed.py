@@ -1,0 +1,225 @@
+"""torch.distributed: the sharded solvers and data-parallel fits, 2 gloo processes on CPU.
+
+Each test spawns two fresh processes that join a gloo group through a file
+store, runs its body on both ranks and collects what each rank saved. A rank
+that hangs fails the test after a timeout instead of blocking the suite.
+"""
+
+import os
+import pickle
+import time
+import traceback
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from skclust_ot import SP2OTClustering
+from skclust_ot.ot import Communicator, knn_graph, p2ot, p2ot_distributed, sp2ot, \
+    sp2ot_distributed
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+WORLD = 2
+TIMEOUT = 240
+
+
+def _entry(rank, body, store, out_dir, args):
+    torch.set_num_threads(1)
+    import datetime
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                            world_size=WORLD, timeout=datetime.timedelta(seconds=TIMEOUT))
+    try:
+        result = body(rank, *args)
+    except BaseException as exc:  # reported to the parent, which fails the test
+        result = {"exception": (type(exc).__name__, str(exc), traceback.format_exc())}
+    finally:
+        dist.destroy_process_group()
+    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as fh:
+        pickle.dump(result, fh)
+
+
+def run_ranks(tmp_path, body, *args):
+    """Run ``body(rank, *args)`` on two gloo ranks; return their results."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    ctx = mp.start_processes(_entry, args=(body, str(tmp_path / "store"), str(out_dir), args),
+                             nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + TIMEOUT + 60
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("a rank hung (no result within the timeout)")
+    results = []
+    for rank in range(WORLD):
+        with open(out_dir / f"rank{rank}.pkl", "rb") as fh:
+            results.append(pickle.load(fh))
+    return results
+
+
+def _no_exceptions(results):
+    for rank, res in enumerate(results):
+        if isinstance(res, dict) and "exception" in res:
+            pytest.fail(f"rank {rank} raised:\n{res['exception'][2]}")
+
+
+# --------------------------------------------------------------------------- #
+# sharded solvers == single-process solvers on the concatenated rows
+# --------------------------------------------------------------------------- #
+def _problem(seed=0, n=300, k=7, d=5):
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    logits = 3.0 * torch.randn(n, k, generator=gen, dtype=torch.float64)
+    cost = -torch.log_softmax(logits, dim=1)
+    return features, cost
+
+
+SPLIT = 170  # rank 0 holds rows [0, 170), rank 1 the other 130
+
+SOLVER_CASES = [
+    dict(rho=0.3, kl_weight=1.0), dict(rho=1.0, kl_weight=1.0),
+    dict(rho=0.5, kl_weight=float("inf")), dict(rho=0.2, kl_weight=10.0, epsilon=0.05),
+]
+
+
+def _solver_body(rank):
+    features, cost = _problem()
+    rows = slice(0, SPLIT) if rank == 0 else slice(SPLIT, None)
+    graph = knn_graph(features, 10).coalesce()
+    local_graph = graph.index_select(0, torch.arange(cost.shape[0])[rows])
+    out = {"p2ot": [], "sp2ot": None}
+    for case in SOLVER_CASES:
+        plan, log = p2ot_distributed(cost[rows], tol=1e-12, max_iter=20000, **case)
+        out["p2ot"].append((plan, log["converged"], float(log["column_mass"].sum())))
+    plan, log = sp2ot_distributed(cost[rows], 0.3, local_graph, semantic_weight=0.5,
+                                  tol=1e-12, max_iter=20000, mm_max_iter=20, mm_tol=1e-12)
+    out["sp2ot"] = (plan, log["mm_iter"], log["objective"])
+    comm = Communicator()
+    out["gathered"] = comm.gather_rows(cost[rows])
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::skclust_ot.ot.ConvergenceWarning")
+def test_sharded_solvers_match_single_process(tmp_path):
+    results = run_ranks(tmp_path, _solver_body)
+    _no_exceptions(results)
+    features, cost = _problem()
+    n = cost.shape[0]
+    for i, case in enumerate(SOLVER_CASES):
+        reference, ref_log = p2ot(cost, tol=1e-12, max_iter=20000, **case)
+        assert ref_log["converged"]
+        plan = torch.cat([results[0]["p2ot"][i][0], results[1]["p2ot"][i][0]])
+        assert results[0]["p2ot"][i][1] and results[1]["p2ot"][i][1]
+        # on the scale of the pseudo-labels N * Q
+        assert torch.allclose(n * plan, n * reference, atol=1e-6, rtol=0), case
+        # the column masses are global: the same on both ranks
+        assert results[0]["p2ot"][i][2] == results[1]["p2ot"][i][2]
+    graph = knn_graph(features, 10)
+    reference, ref_log = sp2ot(cost, 0.3, graph, semantic_weight=0.5, tol=1e-12,
+                               max_iter=20000, mm_max_iter=20, mm_tol=1e-12)
+    plan = torch.cat([results[0]["sp2ot"][0], results[1]["sp2ot"][0]])
+    assert results[0]["sp2ot"][1] == results[1]["sp2ot"][1] == ref_log["mm_iter"]
+    assert ref_log["mm_iter"] >= 2  # the semantic term did something
+    assert torch.allclose(n * plan, n * reference, atol=1e-6, rtol=0)
+    assert np.allclose(results[0]["sp2ot"][2], ref_log["objective"], rtol=1e-9, atol=1e-12)
+    assert torch.equal(results[0]["gathered"], cost) and torch.equal(results[1]["gathered"], cost)
+
+
+# --------------------------------------------------------------------------- #
+# data-parallel fits
+# --------------------------------------------------------------------------- #
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [240, 90, 40, 20]
+    centres = 6.0 * rng.standard_normal((len(sizes), 8))
+    X = np.vstack([c + rng.standard_normal((n, 8)) for c, n in zip(centres, sizes)])
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    order = rng.permutation(len(y))
+    return X[order].astype(np.float32), y[order]
+
+
+FIT = dict(n_clusters=4, max_epochs=8, batch_size=64, random_state=0, device="cpu")
+SHARD = 230  # rank 0: rows [0, 230), rank 1: the other 160
+
+
+def _fit_body(rank, params):
+    X, _ = _blobs()
+    local = X[:SHARD] if rank == 0 else X[SHARD:]
+    est = SP2OTClustering(distributed=True, **params).fit(local)
+    return {"labels": est.labels_, "predict_all": est.predict(X),
+            "weights": est.cluster_weights_, "model": pickle.dumps(est),
+            "n_iter": est.n_iter_}
+
+
+@pytest.mark.parametrize("scope", ["full", "bank"])
+def test_two_process_fit_matches_single_process(tmp_path, scope):
+    from sklearn.metrics import adjusted_rand_score
+
+    params = dict(FIT, ot_scope=scope)
+    results = run_ranks(tmp_path, _fit_body, params)
+    _no_exceptions(results)
+    X, y = _blobs()
+    # one model on every rank: identical predictions, global cluster weights
+    assert np.array_equal(results[0]["predict_all"], results[1]["predict_all"])
+    np.testing.assert_allclose(results[0]["weights"], results[1]["weights"], rtol=1e-6)
+    labels = np.concatenate([results[0]["labels"], results[1]["labels"]])
+    assert np.array_equal(labels, results[0]["predict_all"])
+    # the same seed in one process gives (nearly) the same clustering
+    single = SP2OTClustering(ot_scope=scope, **FIT).fit(X)
+    assert adjusted_rand_score(single.labels_, labels) >= 0.95
+    assert adjusted_rand_score(y, labels) >= 0.9
+    # the pickled model predicts in a process without a process group
+    model = pickle.loads(results[1]["model"])
+    assert np.array_equal(model.predict(X), labels)
+    assert model.net_.pseudo_labeler.comm is None
+
+
+def _error_body(rank):
+    X, _ = _blobs()
+    local = X[:SHARD].copy() if rank == 0 else X[SHARD:].copy()
+    if rank == 1:
+        local[3, 2] = np.nan
+    out = {}
+    try:
+        SP2OTClustering(distributed=True, **FIT).fit(local)
+    except ValueError as exc:
+        out["fit"] = str(exc)
+    cost = torch.rand(5, 3, dtype=torch.float64)
+    if rank == 0:
+        cost[0, 0] = float("inf")
+    try:
+        p2ot_distributed(cost, 0.5)
+    except ValueError as exc:
+        out["solver"] = str(exc)
+    # the group still works afterwards: nobody is stuck in a collective
+    out["after"] = Communicator().sizes(rank + 1)
+    return out
+
+
+def test_an_error_on_one_rank_is_raised_on_all(tmp_path):
+    results = run_ranks(tmp_path, _error_body)
+    _no_exceptions(results)
+    assert "NaN" in results[1]["fit"]
+    assert results[0]["fit"].startswith("rank 1 failed:") and "NaN" in results[0]["fit"]
+    assert "NaN or inf" in results[0]["solver"]
+    assert results[1]["solver"].startswith("rank 0 failed:")
+    assert results[0]["after"] == results[1]["after"] == [1, 2]
+
+
+def test_distributed_without_process_group_says_what_to_do():
+    X, _ = _blobs()
+    with pytest.raises(ValueError, match="init_process_group"):
+        SP2OTClustering(distributed=True, **FIT).fit(X)
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        p2ot_distributed(torch.rand(4, 2), 0.5)
+
+
+def test_neighbor_views_not_combinable_with_distributed(tmp_path):
+    results = run_ranks(tmp_path, _fit_body, dict(FIT, neighbor_views=0.5))
+    for res in results:
+        assert "neighbor_views" in res["exception"][1]

@@ -31,6 +31,7 @@ from .nn import (
     FeatureViews,
     FullDataPseudoLabels,
     MLPEncoder,
+    PaddedShuffleSampler,
     PseudoLabeler,
     PseudoLabelStats,
     RhoScheduler,
@@ -38,7 +39,7 @@ from .nn import (
     SP2OTNet,
     Standardize,
 )
-from .ot import knn_graph
+from .ot import Communicator, knn_graph
 
 __all__ = ["SP2OTClustering", "VARIANTS"]
 
@@ -59,6 +60,20 @@ _MLP_DEFAULTS = {"hidden_dims": (256,), "embedding_dim": 64, "dropout": 0.0}
 # epoch; above it, per step over a memory bank (DESIGN §6).
 _FULL_SCOPE_MAX_SAMPLES = 20_000
 _PREDICT_CHUNK = 8192
+
+
+def _collectively(comm, func, *args, **kwargs):
+    """``func(*args, **kwargs)``; with a communicator, its ValueError/TypeError
+    is raised on every rank (no rank is left waiting in a collective)."""
+    if comm is None:
+        return func(*args, **kwargs)
+    error = result = None
+    try:
+        result = func(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        error = exc
+    comm.agree(error)
+    return result
 
 
 def _resolve_device(device):
@@ -185,6 +200,21 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         random prototypes.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    distributed : bool, default=False
+        Data-parallel training over the processes of ``torch.distributed``
+        (the default process group must be initialized, e.g. in a script
+        launched with ``torchrun``). Every rank calls ``fit`` with its own
+        shard of rows (shards may differ in size) and the same parameters.
+        Gradients are averaged by ``DistributedDataParallel``; each rank's
+        batch is ``batch_size // world_size`` rows, so the global batch stays
+        ``batch_size``; the pseudo-labels stay global (the OT problem covers
+        the logits of all ranks). The start (scaling statistics, k-means or
+        spectral init, kNN graph) uses the rows of all ranks, gathered once,
+        so each rank needs memory for the whole data. ``labels_`` holds the
+        local shard's labels; the fitted model is the same on every rank and
+        predicts without a process group. An invalid input on one rank
+        raises on all ranks. Not combinable with ``neighbor_views``. See the
+        "Scaling up" page of the documentation.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks (or ``(name, callback)`` pairs), copied before use.
     verbose : int, default=0
@@ -276,6 +306,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "neighbor_views": [Interval(Real, 0, 1, closed="both")],
         "init": [StrOptions({"auto", "kmeans", "spectral", "random"})],
         "device": [str],
+        "distributed": ["boolean"],
         "callbacks": [list, None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -312,6 +343,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         neighbor_views=0.0,
         init="auto",
         device="auto",
+        distributed=False,
         callbacks=None,
         verbose=0,
         random_state=None,
@@ -344,6 +376,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self.neighbor_views = neighbor_views
         self.init = init
         self.device = device
+        self.distributed = distributed
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
@@ -373,8 +406,14 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             )
         return X
 
-    def _check_params_vs_input(self, X):
-        n_samples = X.shape[0]
+    def _check_params_vs_input(self, X, n_samples=None):
+        if n_samples is None:
+            n_samples = X.shape[0]
+        if self.distributed and self.neighbor_views > 0:
+            raise ValueError(
+                "neighbor_views > 0 is not supported with distributed=True (a sample's "
+                "neighbours may live on another rank); set neighbor_views=0."
+            )
         if n_samples < self.n_clusters:
             raise ValueError(
                 f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
@@ -576,19 +615,26 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self : SP2OTClustering
             Fitted estimator.
         """
-        X = self._validate_X(X, reset=True)
-        self._check_params_vs_input(X)
-        device = _resolve_device(self.device)
+        comm = self._communicator() if self.distributed else None
+        X = _collectively(comm, self._validate_X, X, reset=True)
+        n_total = X.shape[0]
+        if comm is not None:
+            n_total = sum(comm.sizes(X.shape[0]))
+            _collectively(comm, self._check_same_shape, comm)
+        _collectively(comm, self._check_params_vs_input, X, n_total)
+        device = _collectively(comm, _resolve_device, self.device)
 
         if self.random_state is None:
             seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
         else:
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if comm is not None:  # rank 0's seed everywhere
+            seed = int(comm.sum(torch.tensor([float(seed if comm.rank == 0 else 0)]))[0])
 
         fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
-            net, labeler = self._fit_net(X, device, seed)
+            net, labeler = self._fit_net(X, device, seed, comm)
 
         # Assign fitted state only once training finished: an interrupted
         # fit leaves a previous fit (or the unfitted estimator) untouched.
@@ -615,20 +661,52 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             )
         return self
 
-    def _fit_net(self, X, device, seed):
-        n_samples = X.shape[0]
+    def _communicator(self):
+        try:
+            return Communicator()
+        except RuntimeError as exc:
+            raise ValueError(
+                "distributed=True needs torch.distributed's default process group: call "
+                "torch.distributed.init_process_group(...) in every process first (e.g. "
+                "in a script launched with torchrun), or set distributed=False."
+            ) from exc
+
+    def _check_same_shape(self, comm):
+        shapes = [None] * comm.world_size
+        torch.distributed.all_gather_object(shapes, tuple(self._sample_shape), group=comm.group)
+        if len(set(shapes)) > 1:
+            raise ValueError(
+                f"X has samples of different shapes on different ranks: {shapes} "
+                "(rank order); every rank must pass rows of the same data set."
+            )
+
+    def _fit_net(self, X, device, seed, comm=None):
+        n_local = X.shape[0]
         with warnings.catch_warnings():
             # float64 data beyond the float32 range overflow here; reported below
             warnings.simplefilter("ignore", RuntimeWarning)
-            X_t = torch.from_numpy(np.array(X, dtype=np.float32))
-        if not torch.isfinite(X_t).all():
-            raise ValueError(
-                "X has values beyond the float32 range (about ±3.4e38) used for "
-                "training; rescale the data (e.g. with StandardScaler) first."
-            )
-        # Statistics in float64: the variance of data at 1e±30 scales
-        # overflows or underflows in float32.
-        X64 = np.asarray(X, dtype=np.float64)
+            X_local = torch.from_numpy(np.array(X, dtype=np.float32))
+
+        def check_range():
+            if not torch.isfinite(X_local).all():
+                raise ValueError(
+                    "X has values beyond the float32 range (about ±3.4e38) used for "
+                    "training; rescale the data (e.g. with StandardScaler) first."
+                )
+        _collectively(comm, check_range)
+        offset, n_rows_max = 0, n_local
+        if comm is None:
+            X_t = X_local
+            # Statistics in float64: the variance of data at 1e±30 scales
+            # overflows or underflows in float32.
+            X64 = np.asarray(X, dtype=np.float64)
+        else:
+            # the start (statistics, init, kNN graph) sees the rows of all ranks
+            sizes = comm.sizes(n_local)
+            offset, n_rows_max = sum(sizes[: comm.rank]), max(sizes)
+            X_t = comm.gather_rows(X_local)
+            X64 = X_t.double().numpy()
+        n_samples = X_t.shape[0]
         std64 = X64.std(axis=0)
         mean = torch.from_numpy(X64.mean(axis=0)).float()
         std = torch.from_numpy(std64).float()
@@ -686,12 +764,14 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         memory_size = self.memory_size or 10 * batch_size
 
         graph = knn if scope == "full" and self.semantic_weight > 0 else None
+        if comm is not None and graph is not None:  # this rank's rows of the global graph
+            graph = graph.index_select(0, torch.arange(offset, offset + n_local))
         # the bank scope builds small graphs inside each bank from these
         graph_features = inputs if scope == "bank" and self.semantic_weight > 0 else None
         neighbors = knn.indices()[1].reshape(n_samples, -1) if use_neighbors else None
 
         labeler = PseudoLabeler(
-            n_samples,
+            n_local,
             self.n_clusters,
             scope=scope,
             memory_size=memory_size,
@@ -708,6 +788,9 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                 "method": self.solver_method,
                 "mm_max_iter": self.mm_max_iter,
             },
+            comm=comm,
+            n_samples_total=n_samples,
+            index_offset=offset,
         )
         callbacks = [
             ("rho_scheduler", RhoScheduler(self.rho0, self.rho_schedule)),
@@ -726,6 +809,18 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         if isinstance(optimizer, str):
             optimizer = _OPTIMIZERS[optimizer]
         optimizer_kwargs = {f"optimizer__{k}": v for k, v in (self.optimizer_kwargs or {}).items()}
+        parallel_kwargs = {"iterator_train__shuffle": True}
+        verbose = self.verbose
+        if comm is not None:
+            # the global batch stays batch_size; every rank takes as many steps
+            batch_size = max(1, batch_size // comm.world_size)
+            parallel_kwargs = {
+                "ddp": True,
+                "iterator_train__shuffle": False,
+                "iterator_train__sampler": PaddedShuffleSampler(
+                    n_local, n_rows_max, seed + 104729 * (comm.rank + 1)),
+            }
+            verbose = verbose if comm.rank == 0 else 0
 
         net = SP2OTNet(
             module,
@@ -741,12 +836,13 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             neighbor_views=self.neighbor_views if neighbors is not None else 0.0,
             neighbors=neighbors,
             neighbor_data=X_t if neighbors is not None else None,
-            iterator_train__shuffle=True,
-            verbose=self.verbose,
+            verbose=verbose,
             device=device,
+            **parallel_kwargs,
             **optimizer_kwargs,
         )
-        net.fit(X_t, torch.arange(n_samples))
+        net.fit(X_local, torch.arange(n_local))
+        net.finish_ddp(None if comm is None else comm.group)
         net.module_.eval()
         # Keep no device tensors outside skorch's CUDA-aware attributes
         # (module_, optimizer_, criterion_), so that a model fitted on a GPU

@@ -3,7 +3,7 @@
 from ._augment import FeatureViews
 from ._callbacks import FullDataPseudoLabels, PseudoLabelStats, RhoScheduler
 from ._modules import ClusterModule, CosineHead, MLPEncoder, Standardize
-from ._net import SoftTargetCrossEntropy, SP2OTNet
+from ._net import PaddedShuffleSampler, SoftTargetCrossEntropy, SP2OTNet
 from ._pseudo import PseudoLabeler
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "FeatureViews",
     "FullDataPseudoLabels",
     "MLPEncoder",
+    "PaddedShuffleSampler",
     "PseudoLabelStats",
     "PseudoLabeler",
     "RhoScheduler",

@@ -36,7 +36,10 @@ class RhoScheduler(Callback):
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        sampler = net.get_params_for("iterator_train").get("sampler")
         n_samples = len(y) if y is not None else len(X)
+        if sampler is not None:
+            n_samples = len(sampler)  # e.g. padded to the same length on every rank
         batch_size = net.batch_size if net.batch_size > 0 else n_samples
         drop_last = net.get_params_for("iterator_train").get("drop_last", False)
         per_epoch = n_samples // batch_size if drop_last else math.ceil(n_samples / batch_size)
@@ -76,13 +79,14 @@ class FullDataPseudoLabels(Callback):
         labeler = net.pseudo_labeler
         if labeler.scope != "full":
             return
-        net.module_.eval()
+        module = net.inner_module()  # no collectives in these forwards
+        module.eval()
         logits = [[] for _ in range(labeler.n_views)]
         with torch.no_grad():
             for Xi, _ in net.get_iterator(dataset_train, training=False):
                 Xi = Xi.to(net.device)
                 for view in range(labeler.n_views):
-                    logits[view].append(net.module_(net.views_(Xi)))
+                    logits[view].append(module(net.views_(Xi)))
         labeler.refresh([torch.cat(z) for z in logits])
 
 

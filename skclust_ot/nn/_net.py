@@ -8,7 +8,44 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
-__all__ = ["SoftTargetCrossEntropy", "SP2OTNet"]
+__all__ = ["SoftTargetCrossEntropy", "SP2OTNet", "PaddedShuffleSampler"]
+
+
+class PaddedShuffleSampler(torch.utils.data.Sampler):
+    """A fresh permutation of ``range(n_samples)`` per epoch, padded to ``length``.
+
+    Data-parallel training needs the same number of optimizer steps on every
+    rank (each step all-reduces gradients); ranks holding fewer rows repeat
+    some of them (from a second permutation) to reach the common ``length``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Rows held by this rank.
+    length : int
+        Indices yielded per epoch (>= ``n_samples``), the same on every rank.
+    seed : int
+        Seed of the permutations (different per rank).
+    """
+
+    def __init__(self, n_samples, length, seed):
+        self.n_samples = n_samples
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
+        self.epoch += 1
+        parts, total = [], 0
+        while total < self.length:
+            perm = torch.randperm(self.n_samples, generator=gen)
+            parts.append(perm)
+            total += perm.numel()
+        return iter(torch.cat(parts)[: self.length].tolist())
 
 
 class SoftTargetCrossEntropy(nn.Module):
@@ -50,6 +87,12 @@ class SP2OTNet(NeuralNet):
         Nearest-neighbour indices for ``neighbor_views``.
     neighbor_data : torch.Tensor or None
         The training inputs, indexed by ``neighbors``.
+    ddp : bool, default=False
+        Wrap the module in ``torch.nn.parallel.DistributedDataParallel``
+        (the default process group must be initialized): gradients are
+        averaged over the ranks at every step. Buffers (BatchNorm running
+        statistics) are not broadcast at each forward; call
+        :meth:`finish_ddp` after training to average them and unwrap.
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
 
@@ -62,8 +105,9 @@ class SP2OTNet(NeuralNet):
 
     def __init__(self, module, criterion=SoftTargetCrossEntropy, *, views=None,
                  pseudo_labeler=None, neighbor_views=0.0, neighbors=None,
-                 neighbor_data=None, **kwargs):
+                 neighbor_data=None, ddp=False, **kwargs):
         super().__init__(module, criterion, **kwargs)
+        self.ddp = ddp
         self.views = views
         self.pseudo_labeler = pseudo_labeler
         self.neighbor_views = neighbor_views
@@ -72,10 +116,41 @@ class SP2OTNet(NeuralNet):
 
     def initialize_module(self):
         super().initialize_module()
+        if self.ddp:
+            param = next(self.module_.parameters())
+            device_ids = [param.device] if param.device.type == "cuda" else None
+            self.module_ = nn.parallel.DistributedDataParallel(
+                self.module_, device_ids=device_ids, broadcast_buffers=False)
         if self.views is None:
             self.views_ = lambda x: x
         else:
             self.views_ = copy.deepcopy(self.views).to(self.device)
+        return self
+
+    def inner_module(self):
+        """The trained module itself (unwrapped from DistributedDataParallel)."""
+        module = self.module_
+        return module.module if isinstance(module, nn.parallel.DistributedDataParallel) \
+            else module
+
+    @torch.no_grad()
+    def finish_ddp(self, group=None):
+        """Average floating-point buffers over the ranks and unwrap the module.
+
+        The parameters are already equal on every rank (same start, averaged
+        gradients); the BatchNorm running statistics saw each rank's own
+        batches, and their average is what one process would have tracked.
+        """
+        module = self.inner_module()
+        if self.ddp:
+            import torch.distributed as dist
+
+            world = dist.get_world_size(group)
+            for buf in module.buffers():
+                if buf.is_floating_point():
+                    dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
+                    buf.div_(world)
+        self.module_ = module
         return self
 
     def _partners(self, index):

@@ -12,7 +12,15 @@ import warnings
 
 import torch
 
-from ..ot import ConvergenceWarning, cost_from_logits, knn_graph, p2ot, sp2ot
+from ..ot import (
+    ConvergenceWarning,
+    cost_from_logits,
+    knn_graph,
+    p2ot,
+    p2ot_distributed,
+    sp2ot,
+    sp2ot_distributed,
+)
 
 __all__ = ["PseudoLabeler"]
 
@@ -45,11 +53,25 @@ class PseudoLabeler:
         ``max_iter``, ``tol``, ``method`` and ``mm_max_iter`` for the solver.
     n_views : int, default=2
         Number of views (each keeps its own warm start).
+    comm : skclust_ot.ot.Communicator or None, default=None
+        Data-parallel training: this process holds ``n_samples`` of the
+        data set's rows. ``"full"`` scope: the plan over the rows of all
+        ranks is solved by the sharded solvers (``graph`` holds this rank's
+        rows of the global graph, ``n_samples_total`` the global N).
+        ``"bank"`` scope: every step gathers the batches of all ranks into
+        one bank, the same problem is solved on every rank and each keeps
+        its own rows (``graph_features`` then indexes the global rows and
+        ``index_offset`` maps local to global indices).
+    n_samples_total : int or None, default=None
+        Rows over all ranks (``comm``); ``None``: ``n_samples``.
+    index_offset : int, default=0
+        Global index of this rank's first row (``comm``).
     """
 
     def __init__(self, n_samples, n_clusters, *, scope, memory_size, epsilon,
                  kl_weight, semantic_weight, graph=None, graph_features=None,
-                 n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2):
+                 n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2, comm=None,
+                 n_samples_total=None, index_offset=0):
         self.n_samples = n_samples
         self.n_clusters = n_clusters
         self.scope = scope
@@ -63,6 +85,9 @@ class PseudoLabeler:
         self.sigma = sigma
         self.solver_kwargs = dict(solver_kwargs or {})
         self.n_views = n_views
+        self.comm = comm
+        self.n_samples_total = n_samples if n_samples_total is None else n_samples_total
+        self.index_offset = index_offset
         self.rho = 1.0
         self.full_targets = [None] * n_views
         self.bank_logits = [None] * n_views
@@ -75,9 +100,14 @@ class PseudoLabeler:
         self.n_mm_not_converged = 0
 
     # -- solving ---------------------------------------------------------
-    def _solve(self, logits, graph, view):
-        """Solve one OT problem over ``logits``; return ``N * Q`` (rows ≤ 1)."""
+    def _solve(self, logits, graph, view, sharded=False):
+        """Solve one OT problem over ``logits``; return ``N * Q`` (rows ≤ 1).
+
+        ``sharded``: ``logits`` are this rank's rows of a problem over the
+        rows of all ranks (N is then the global number of rows).
+        """
         cost = cost_from_logits(logits.detach())
+        n_rows = self.n_samples_total if sharded else cost.shape[0]
         kwargs = dict(epsilon=self.epsilon, kl_weight=self.kl_weight, **self.solver_kwargs)
         mm_max_iter = kwargs.pop("mm_max_iter", 10)
         warm = self._warm[view]
@@ -88,20 +118,30 @@ class PseudoLabeler:
         # warning on every step.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            if self.semantic_weight > 0 and graph is not None and self.rho < 1:
+            semantic = self.semantic_weight > 0 and graph is not None and self.rho < 1
+            if sharded:
+                kwargs.pop("method", None)  # the sharded loop is log-domain
+                group = self.comm.group
+                if semantic:
+                    plan, log = sp2ot_distributed(
+                        cost, self.rho, graph, semantic_weight=self.semantic_weight,
+                        mm_max_iter=mm_max_iter, warm_start=warm, group=group, **kwargs)
+                else:
+                    plan, log = p2ot_distributed(cost, self.rho, warm_start=warm, group=group,
+                                                 **kwargs)
+            elif semantic:
                 plan, log = sp2ot(cost, self.rho, graph, semantic_weight=self.semantic_weight,
                                   mm_max_iter=mm_max_iter, warm_start=warm, **kwargs)
-                n_iter = int(log.get("p2ot_iters", log["n_iter"]))
             else:
                 plan, log = p2ot(cost, self.rho, warm_start=warm, **kwargs)
-                n_iter = int(log["n_iter"])
+            n_iter = int(log.get("p2ot_iters", log["n_iter"]))
         self._warm[view] = log["potentials"]
         self.last_log = log
         self.n_solves += 1
         self.n_solver_iter += n_iter
         self.n_not_converged += int(not log["converged"])
         self.n_mm_not_converged += int(not log.get("mm_converged", True))
-        return plan * cost.shape[0]
+        return plan * n_rows
 
     def refresh(self, view_logits):
         """Full scope: solve over the logits of all samples, one per view."""
@@ -109,7 +149,9 @@ class PseudoLabeler:
             graph = self.graph
             if graph is not None and graph.device != logits.device:
                 graph = graph.to(logits.device)
-            self.full_targets[view] = self._solve(logits, graph, view).to(logits.dtype)
+            self.full_targets[view] = self._solve(logits, graph, view,
+                                                  sharded=self.comm is not None
+                                                  ).to(logits.dtype)
 
     def targets(self, index, *view_logits, view_index=None):
         """Targets for a batch (rows of ``N * Q``), one tensor per view.
@@ -128,6 +170,16 @@ class PseudoLabeler:
         return self._bank_targets(index, view_logits)
 
     def _bank_targets(self, index, view_logits):
+        rows = slice(0, index.shape[0])
+        if self.comm is not None:
+            # one bank for all ranks: the batches of every rank enter the same
+            # problem (solved identically on each rank), each keeps its rows
+            index = index + self.index_offset
+            sizes = self.comm.sizes(index.shape[0])
+            start = sum(sizes[: self.comm.rank])
+            rows = slice(start, start + index.shape[0])
+            index = self.comm.gather_rows(index)
+            view_logits = [self.comm.gather_rows(z.detach()) for z in view_logits]
         n_batch = index.shape[0]
         all_index = index if self.bank_index is None else torch.cat([index, self.bank_index])
         graph = None
@@ -143,7 +195,7 @@ class PseudoLabeler:
             # so only the column potentials carry over.
             warm = self._warm[view]
             self._warm[view] = None if warm is None else (None, warm[1])
-            targets = self._solve(stacked, graph, view)[:n_batch]
+            targets = self._solve(stacked, graph, view)[:n_batch][rows]
             out.append(targets.to(logits.dtype))
             self.bank_logits[view] = stacked[: self.memory_size]
         self.bank_index = all_index[: self.memory_size]
@@ -159,6 +211,7 @@ class PseudoLabeler:
         self.bank_index = None
         self.graph = None
         self.graph_features = None
+        self.comm = None  # holds a process group: never pickled
         self._warm = [None] * self.n_views
         if self.last_log is not None:
             # keep the small summary on the CPU; drop per-sample potentials

@@ -76,6 +76,56 @@ def _collectively(comm, func, *args, **kwargs):
     return result
 
 
+# Robust scaling clips values beyond this many robust standard deviations
+# (IQR / 1.349, at least the global robust scale) of their feature.
+_ROBUST_CLIP = 10.0
+
+
+def _robust_statistics(X64):
+    """Per-feature medians, one global scale and per-feature clip bounds.
+
+    The scale is the root mean square of the features' IQR / 1.349 (the
+    standard deviation for Gaussian data), falling back to the plain global
+    scale when most features are constant within their quartiles.
+    """
+    q1, centre, q3 = np.percentile(X64, [25, 50, 75], axis=0)
+    spread = (q3 - q1) / 1.349
+    scale = float(np.sqrt(np.mean(np.square(spread))))
+    if not scale > 0:
+        scale = float(np.sqrt(np.mean(np.square(X64.std(axis=0)))))
+    if not (scale > 0 and np.isfinite(scale)):
+        scale = 1.0
+    reach = _ROBUST_CLIP * np.maximum(spread, scale)
+    return centre, scale, centre - reach, centre + reach
+
+
+# standardize="global" warns when its scale exceeds the robust one this much
+_OUTLIER_SCALE_RATIO = 10.0
+
+
+def _warn_if_outliers_dominate(X64, scale, seed, max_rows=10_000):
+    """Warn when a few far values set the global scale and squeeze the bulk.
+
+    Compares the global scale with the robust one (from interquartile
+    ranges) on at most ``max_rows`` rows.
+    """
+    rows = X64
+    if X64.shape[0] > max_rows:
+        pick = np.random.default_rng(seed).choice(X64.shape[0], max_rows, replace=False)
+        rows = X64[np.sort(pick)]
+    robust = _robust_statistics(rows)[1]
+    if scale > _OUTLIER_SCALE_RATIO * robust:
+        warnings.warn(
+            f"The spread of X is dominated by a few far values: its global scale is "
+            f"{scale / robust:.3g} times its robust (interquartile) scale, which squeezes "
+            "the bulk of the data and can merge its clusters. Use "
+            "standardize='robust' (outlier-proof statistics, clipped far values) or "
+            "remove the outliers.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -130,7 +180,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Fixed input scaling inside the network (applied at predict too):
         ``"global"`` centres each feature and divides all by one common
         scale, which keeps the data's geometry (relative feature scales, as
-        k-means sees them); ``"feature"`` divides each feature by its own
+        k-means sees them); ``"robust"`` does the same with outlier-proof
+        statistics (per-feature medians, one scale from the interquartile
+        ranges) and clips values beyond 10 robust standard deviations of
+        their feature, so a few far outliers cannot squeeze the bulk of the
+        data; ``"feature"`` divides each feature by its own
         standard deviation (as ``StandardScaler``); ``"none"`` passes the
         input unchanged.
     head_scale : float, default=10.0
@@ -281,7 +335,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "encoder": [StrOptions({"mlp", "identity"}), nn.Module, type],
         "encoder_kwargs": [dict, None],
-        "standardize": [StrOptions({"global", "feature", "none"})],
+        "standardize": [StrOptions({"global", "robust", "feature", "none"})],
         "head_scale": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -713,12 +767,21 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         std = torch.where(torch.isfinite(std), std, torch.zeros_like(std))
 
         preprocess = None
-        if self.standardize == "feature":
+        if self.standardize == "robust":
+            centre, scale, low, high = _robust_statistics(X64)
+            preprocess = Standardize(centre, scale, (low - centre) / scale,
+                                     (high - centre) / scale)
+            # the training views' noise follows the clipped data's spread
+            clipped = np.clip(X64, low, high)
+            mean = torch.from_numpy(clipped.mean(axis=0)).float()
+            std = torch.from_numpy(clipped.std(axis=0)).float()
+        elif self.standardize == "feature":
             preprocess = Standardize(mean, torch.where(std > 0, std, torch.ones_like(std)))
         elif self.standardize == "global":
             # one scale for all features keeps the data's geometry (what
             # k-means sees) while bringing it to unit size for the network
             scale = torch.tensor(float(np.sqrt(np.mean(np.square(std64)))))
+            _warn_if_outliers_dominate(X64, float(scale), seed)
             preprocess = Standardize(mean, scale if scale > 0 else torch.ones_like(scale))
         encoder = self._build_encoder(int(np.prod(X.shape[1:])))
         probe = ClusterModule(encoder, nn.Identity(), preprocess).to(device)

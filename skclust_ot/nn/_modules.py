@@ -10,19 +10,36 @@ __all__ = ["Standardize", "MLPEncoder", "CosineHead", "ClusterModule"]
 
 
 class Standardize(nn.Module):
-    """Fixed (non-trainable) affine map ``(x - mean) / scale``.
+    """Fixed (non-trainable) affine map ``(x - mean) / scale``, optionally clipped.
 
     The statistics are buffers, so they travel with ``state_dict``, follow
     ``.to(device)`` and are never touched by the optimizer.
+
+    Parameters
+    ----------
+    mean, scale : array-like
+        Centre and scale (per feature, or one scale for all).
+    low, high : array-like or None, default=None
+        Bounds of the scaled values, per feature (robust scaling clips far
+        outliers so that one row cannot dominate the network's statistics).
     """
 
-    def __init__(self, mean, scale):
+    def __init__(self, mean, scale, low=None, high=None):
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).clone())
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
+        for name, bound in (("low", low), ("high", high)):
+            self.register_buffer(
+                name, None if bound is None else torch.as_tensor(bound, dtype=torch.float32)
+                .clone())
 
     def forward(self, x):
-        return (x - self.mean) / self.scale
+        z = (x - self.mean) / self.scale
+        # modules pickled before the bounds existed have no such attribute
+        low, high = getattr(self, "low", None), getattr(self, "high", None)
+        if low is not None or high is not None:
+            z = torch.clamp(z, min=low, max=high)
+        return z
 
 
 class MLPEncoder(nn.Module):

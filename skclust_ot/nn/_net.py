@@ -1,6 +1,7 @@
 """The skorch net that trains a cluster module on SP²OT pseudo-labels."""
 
 import copy
+import inspect
 
 import torch
 from skorch import NeuralNet
@@ -119,8 +120,13 @@ class SP2OTNet(NeuralNet):
         if self.ddp:
             param = next(self.module_.parameters())
             device_ids = [param.device] if param.device.type == "cuda" else None
-            self.module_ = nn.parallel.DistributedDataParallel(
-                self.module_, device_ids=device_ids, broadcast_buffers=False)
+            ddp = nn.parallel.DistributedDataParallel
+            # buffers are averaged once after training (finish_ddp), not
+            # synchronized at every forward; torch >= 2.13 renamed the switch
+            no_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                       else {"broadcast_buffers": False})
+            self.module_ = ddp(self.module_, device_ids=device_ids, **no_sync)
         if self.views is None:
             self.views_ = lambda x: x
         else:

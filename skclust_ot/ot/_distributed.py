@@ -340,7 +340,8 @@ def _local_symmetrized(comm, graph, n_local, offset, n_total, like):
     r = torch.cat([rows[mine] - offset, cols[mine_t] - offset])
     c = torch.cat([cols[mine], rows[mine_t]])
     v = torch.cat([vals[mine], vals[mine_t]])
-    coo = torch.sparse_coo_tensor(torch.stack([r, c]), v.to(like.dtype), (n_local, n_total))
+    coo = torch.sparse_coo_tensor(torch.stack([r, c]), v.to(like.dtype), (n_local, n_total),
+                                  check_invariants=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
         return coo.coalesce().to_sparse_csr().to(like.device)

@@ -103,17 +103,13 @@ def _robust_statistics(X64):
 _OUTLIER_SCALE_RATIO = 10.0
 
 
-def _warn_if_outliers_dominate(X64, scale, seed, max_rows=10_000):
+def _warn_if_outliers_dominate(X, scale, seed, max_rows=10_000):
     """Warn when a few far values set the global scale and squeeze the bulk.
 
     Compares the global scale with the robust one (from interquartile
     ranges) on at most ``max_rows`` rows.
     """
-    rows = X64
-    if X64.shape[0] > max_rows:
-        pick = np.random.default_rng(seed).choice(X64.shape[0], max_rows, replace=False)
-        rows = X64[np.sort(pick)]
-    robust = _robust_statistics(rows)[1]
+    robust = _robust_statistics(_sample_rows(X, max_rows, seed))[1]
     if scale > _OUTLIER_SCALE_RATIO * robust:
         warnings.warn(
             f"The spread of X is dominated by a few far values: its global scale is "
@@ -124,6 +120,75 @@ def _warn_if_outliers_dominate(X64, scale, seed, max_rows=10_000):
             UserWarning,
             stacklevel=4,
         )
+
+
+# The head's start is fitted on at most this many rows (all of them below).
+_INIT_MAX_ROWS = 20_000
+
+
+def _init_rows(labels, n_clusters, seed, max_rows=_INIT_MAX_ROWS):
+    """Rows on which the head's start is fitted: all, or a per-cluster capped sample.
+
+    Above ``max_rows`` rows each cluster contributes at most
+    ``max_rows // n_clusters`` of its rows (small clusters all of theirs), so
+    every cluster keeps its prototype while time and memory stay bounded.
+    """
+    labels = np.asarray(labels)
+    if labels.shape[0] <= max_rows:
+        return slice(None)
+    rng = np.random.default_rng(seed)
+    cap = max(1, max_rows // n_clusters)
+    picked = []
+    for k in range(n_clusters):
+        members = np.flatnonzero(labels == k)
+        if members.size > cap:
+            members = rng.choice(members, cap, replace=False)
+        picked.append(members)
+    return np.sort(np.concatenate(picked))
+
+
+def _torch_index(rows):
+    return rows if isinstance(rows, slice) else torch.from_numpy(rows)
+
+
+# Statistics of the data are accumulated over row blocks of this size in
+# float64 (no float64 copy of the whole data).
+_STATS_CHUNK = 65_536
+
+
+def _column_moments(X, low=None, high=None, chunk=_STATS_CHUNK):
+    """Per-feature mean and standard deviation in float64, two passes over row blocks.
+
+    Values are clipped to ``[low, high]`` first when bounds are given. With a
+    single block this is exactly ``X.mean(0)`` and ``X.std(0)`` in float64.
+    """
+    n = X.shape[0]
+
+    def blocks():
+        for i in range(0, n, chunk):
+            block = np.asarray(X[i:i + chunk], dtype=np.float64)
+            if low is not None:
+                block = np.clip(block, low, high)
+            yield block
+
+    total = None
+    for block in blocks():
+        part = block.sum(axis=0)
+        total = part if total is None else total + part
+    mean = total / n
+    squares = None
+    for block in blocks():
+        part = np.square(np.abs(block - mean)).sum(axis=0)
+        squares = part if squares is None else squares + part
+    return mean, np.sqrt(squares / n)
+
+
+def _sample_rows(X, max_rows, seed):
+    """At most ``max_rows`` rows of X (a seeded random subset), as float64."""
+    if X.shape[0] <= max_rows:
+        return np.asarray(X, dtype=np.float64)
+    pick = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_rows, replace=False))
+    return np.asarray(X[pick], dtype=np.float64)
 
 
 def _resolve_device(device):
@@ -549,16 +614,23 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     @torch.no_grad()
     def _embed_all(module, X, device, chunk=_PREDICT_CHUNK):
         module.eval()
-        out = [module.embed(X[i:i + chunk].to(device)) for i in range(0, X.shape[0], chunk)]
-        return torch.cat(out)
+        out = None
+        for i in range(0, X.shape[0], chunk):
+            z = module.embed(X[i:i + chunk].to(device))
+            if out is None:  # one preallocated result, no list of chunks
+                out = torch.empty((X.shape[0],) + z.shape[1:], dtype=z.dtype, device=z.device)
+            out[i:i + z.shape[0]] = z
+        return out
 
     def _kmeans_labels(self, features, seed):
         """k-means (Euclidean) labels of the preprocessed, flattened input."""
-        data = features.double().cpu().numpy()
-        if data.shape[0] > _FULL_SCOPE_MAX_SAMPLES:
+        if features.shape[0] > _FULL_SCOPE_MAX_SAMPLES:
+            # float32 as given: a float64 copy would double the data's memory
+            data = features.cpu().numpy()
             km = MiniBatchKMeans(self.n_clusters, n_init=3, random_state=seed,
                                  batch_size=4096)
         else:
+            data = features.double().cpu().numpy()
             km = KMeans(self.n_clusters, n_init=10, random_state=seed)
         with warnings.catch_warnings():
             # Duplicate points may give fewer distinct centroids; the OT
@@ -742,7 +814,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             X_local = torch.from_numpy(np.array(X, dtype=np.float32))
 
         def check_range():
-            if not torch.isfinite(X_local).all():
+            if not all(torch.isfinite(X_local[i:i + _STATS_CHUNK]).all()
+                       for i in range(0, n_local, _STATS_CHUNK)):
                 raise ValueError(
                     "X has values beyond the float32 range (about ±3.4e38) used for "
                     "training; rescale the data (e.g. with StandardScaler) first."
@@ -751,37 +824,38 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         offset, n_rows_max = 0, n_local
         if comm is None:
             X_t = X_local
-            # Statistics in float64: the variance of data at 1e±30 scales
-            # overflows or underflows in float32.
-            X64 = np.asarray(X, dtype=np.float64)
+            X_stats = X  # the caller's values: float64 input keeps its precision
         else:
             # the start (statistics, init, kNN graph) sees the rows of all ranks
             sizes = comm.sizes(n_local)
             offset, n_rows_max = sum(sizes[: comm.rank]), max(sizes)
             X_t = comm.gather_rows(X_local)
-            X64 = X_t.double().numpy()
+            X_stats = X_t.numpy()
         n_samples = X_t.shape[0]
-        std64 = X64.std(axis=0)
-        mean = torch.from_numpy(X64.mean(axis=0)).float()
+        # Statistics in float64: the variance of data at 1e±30 scales
+        # overflows or underflows in float32.
+        mean64, std64 = _column_moments(X_stats)
+        mean = torch.from_numpy(mean64).float()
         std = torch.from_numpy(std64).float()
         std = torch.where(torch.isfinite(std), std, torch.zeros_like(std))
 
         preprocess = None
         if self.standardize == "robust":
-            centre, scale, low, high = _robust_statistics(X64)
+            # quantiles from at most 200,000 rows (exact below)
+            centre, scale, low, high = _robust_statistics(_sample_rows(X_stats, 200_000, seed))
             preprocess = Standardize(centre, scale, (low - centre) / scale,
                                      (high - centre) / scale)
             # the training views' noise follows the clipped data's spread
-            clipped = np.clip(X64, low, high)
-            mean = torch.from_numpy(clipped.mean(axis=0)).float()
-            std = torch.from_numpy(clipped.std(axis=0)).float()
+            clip_mean, clip_std = _column_moments(X_stats, low, high)
+            mean = torch.from_numpy(clip_mean).float()
+            std = torch.from_numpy(clip_std).float()
         elif self.standardize == "feature":
             preprocess = Standardize(mean, torch.where(std > 0, std, torch.ones_like(std)))
         elif self.standardize == "global":
             # one scale for all features keeps the data's geometry (what
             # k-means sees) while bringing it to unit size for the network
             scale = torch.tensor(float(np.sqrt(np.mean(np.square(std64)))))
-            _warn_if_outliers_dominate(X64, float(scale), seed)
+            _warn_if_outliers_dominate(X_stats, float(scale), seed)
             preprocess = Standardize(mean, scale if scale > 0 else torch.ones_like(scale))
         encoder = self._build_encoder(int(np.prod(X.shape[1:])))
         probe = ClusterModule(encoder, nn.Identity(), preprocess).to(device)
@@ -813,15 +887,17 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         if init == "kmeans":
             labels = self._kmeans_labels(inputs, seed)
             self._calibrate_batchnorm(module, X_t, device)
-            embeddings = self._embed_all(module, X_t, device)
-            self._fit_prototypes(head, embeddings, labels)
+            rows = _init_rows(labels, self.n_clusters, seed)
+            embeddings = self._embed_all(module, X_t[_torch_index(rows)], device)
+            self._fit_prototypes(head, embeddings, labels[rows])
         elif init == "spectral":
             spectral = self._spectral_embedding(knn, seed)
             labels = self._kmeans_labels(torch.from_numpy(spectral), seed)
             self._fit_encoder_to(module, X_t, spectral, device)
             self._calibrate_batchnorm(module, X_t, device)
-            embeddings = self._embed_all(module, X_t, device)
-            self._fit_prototypes(head, embeddings, labels)
+            rows = _init_rows(labels, self.n_clusters, seed)
+            embeddings = self._embed_all(module, X_t[_torch_index(rows)], device)
+            self._fit_prototypes(head, embeddings, labels[rows])
 
         batch_size = min(self.batch_size, n_samples)
         memory_size = self.memory_size or 10 * batch_size

@@ -410,3 +410,34 @@ def test_predict_on_large_input_runs_in_chunks():
     # chunk boundaries do not change the answer
     edge = slice(chunk - 3, chunk + 3)
     np.testing.assert_array_equal(est.predict(big[edge]), labels[edge])
+
+
+# --------------------------------------------------------------------------- #
+# bounded work at the start of a fit on large data
+# --------------------------------------------------------------------------- #
+def test_init_rows_keep_every_cluster_and_are_capped():
+    rng = np.random.default_rng(0)
+    # one huge cluster, a medium one and a tiny one (5 rows)
+    labels = np.concatenate([np.zeros(50_000, int), np.ones(3_000, int), np.full(5, 2)])
+    rng.shuffle(labels)
+    rows = estimator_module._init_rows(labels, 3, seed=0, max_rows=3_000)
+    assert np.all(np.diff(rows) > 0)  # sorted, no repeats
+    counts = np.bincount(labels[rows], minlength=3)
+    assert counts.tolist() == [1_000, 1_000, 5]
+    # small data: all rows, the start is unchanged
+    assert estimator_module._init_rows(labels[:100], 3, seed=0, max_rows=3_000) == slice(None)
+
+
+def test_column_moments_over_blocks_match_numpy():
+    rng = np.random.default_rng(1)
+    X = (rng.normal(size=(1_000, 4)) * [1e-30, 1.0, 1e30, 3.0]).astype(np.float64)
+    mean, std = estimator_module._column_moments(X, chunk=128)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-12)
+    one_mean, one_std = estimator_module._column_moments(X)
+    assert np.array_equal(one_mean, X.mean(axis=0)) and np.array_equal(one_std, X.std(axis=0))
+    low, high = np.full(4, -0.5), np.full(4, 0.5)
+    c_mean, c_std = estimator_module._column_moments(X, low, high, chunk=100)
+    clipped = np.clip(X, low, high)
+    np.testing.assert_allclose(c_mean, clipped.mean(axis=0), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(c_std, clipped.std(axis=0), rtol=1e-12)

@@ -223,3 +223,22 @@ def test_neighbor_views_not_combinable_with_distributed(tmp_path):
     results = run_ranks(tmp_path, _fit_body, dict(FIT, neighbor_views=0.5))
     for res in results:
         assert "neighbor_views" in res["exception"][1]
+
+
+# --------------------------------------------------------------------------- #
+# pieces that need no process group
+# --------------------------------------------------------------------------- #
+def test_padded_shuffle_sampler():
+    from skclust_ot.nn import PaddedShuffleSampler
+
+    sampler = PaddedShuffleSampler(7, 17, seed=3)
+    assert len(sampler) == 17
+    first, second = list(sampler), list(sampler)
+    for epoch in (first, second):
+        assert len(epoch) == 17
+        assert set(epoch) == set(range(7))  # every local row at least once
+        assert max(np.bincount(epoch)) <= 3  # padded by whole permutations
+    assert first != second  # a new order every epoch
+    again = PaddedShuffleSampler(7, 17, seed=3)
+    assert list(again) == first  # reproducible from the seed
+    assert sorted(PaddedShuffleSampler(5, 5, seed=0)) == list(range(5))

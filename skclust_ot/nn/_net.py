@@ -157,6 +157,7 @@ class SP2OTNet(NeuralNet):
                     dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=group)
                     buf.div_(world)
         self.module_ = module
+        self.ddp = False  # trained: a later initialize() must not wrap again
         return self
 
     def _partners(self, index):

@@ -910,8 +910,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         graph = knn if scope == "full" and self.semantic_weight > 0 else None
         if comm is not None and graph is not None:  # this rank's rows of the global graph
             graph = graph.index_select(0, torch.arange(offset, offset + n_local))
-        # the bank scope builds small graphs inside each bank from these
-        graph_features = inputs if scope == "bank" and self.semantic_weight > 0 else None
+        # the bank scope builds small graphs inside each bank from the scaled
+        # rows of the bank, scaled on the fly (no scaled copy of all data held)
+        graph_features = X_t if scope == "bank" and self.semantic_weight > 0 else None
+        graph_transform = preprocess if graph_features is not None else None
+        del inputs
         neighbors = knn.indices()[1].reshape(n_samples, -1) if use_neighbors else None
 
         labeler = PseudoLabeler(
@@ -924,6 +927,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             semantic_weight=self.semantic_weight,
             graph=graph,
             graph_features=graph_features,
+            graph_transform=graph_transform,
             n_neighbors=self.n_neighbors,
             sigma=self.sigma,
             solver_kwargs={

@@ -34,7 +34,7 @@ class Standardize(nn.Module):
                 .clone())
 
     def forward(self, x):
-        z = (x - self.mean) / self.scale
+        z = (x - self.mean).div_(self.scale)  # one temporary, not two
         # modules pickled before the bounds existed have no such attribute
         low, high = getattr(self, "low", None), getattr(self, "high", None)
         if low is not None or high is not None:

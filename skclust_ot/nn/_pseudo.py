@@ -47,6 +47,10 @@ class PseudoLabeler:
     graph_features : torch.Tensor or None
         Per-sample features from which bank-local kNN graphs are built
         (``"bank"`` scope).
+    graph_transform : callable or None, default=None
+        Applied to the rows of ``graph_features`` picked for a bank (e.g.
+        the network's fixed input scaling), so that the scaled copy of the
+        whole data set is never held.
     n_neighbors, sigma : int, float
         kNN graph parameters for bank-local graphs.
     solver_kwargs : dict
@@ -70,6 +74,7 @@ class PseudoLabeler:
 
     def __init__(self, n_samples, n_clusters, *, scope, memory_size, epsilon,
                  kl_weight, semantic_weight, graph=None, graph_features=None,
+                 graph_transform=None,
                  n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2, comm=None,
                  n_samples_total=None, index_offset=0):
         self.n_samples = n_samples
@@ -81,6 +86,7 @@ class PseudoLabeler:
         self.semantic_weight = semantic_weight
         self.graph = graph
         self.graph_features = graph_features
+        self.graph_transform = graph_transform
         self.n_neighbors = n_neighbors
         self.sigma = sigma
         self.solver_kwargs = dict(solver_kwargs or {})
@@ -184,7 +190,11 @@ class PseudoLabeler:
         all_index = index if self.bank_index is None else torch.cat([index, self.bank_index])
         graph = None
         if self.semantic_weight > 0 and self.graph_features is not None and self.rho < 1:
-            feats = self.graph_features.to(view_logits[0].device)[all_index]
+            picked = all_index.to(self.graph_features.device)
+            feats = self.graph_features[picked].to(view_logits[0].device)
+            if self.graph_transform is not None:
+                feats = self.graph_transform(feats)
+            feats = feats.reshape(feats.shape[0], -1)
             graph = knn_graph(feats, self.n_neighbors, sigma=self.sigma)
         out = []
         for view, logits in enumerate(view_logits):
@@ -211,6 +221,7 @@ class PseudoLabeler:
         self.bank_index = None
         self.graph = None
         self.graph_features = None
+        self.graph_transform = None
         self.comm = None  # holds a process group: never pickled
         self._warm = [None] * self.n_views
         if self.last_log is not None:

@@ -74,22 +74,26 @@ def train():
         print(f"model saved to {path}")
 
 
+def _run():
+    try:
+        train()
+        # leave together: a rank that tears down its process group while
+        # another still works (here rank 0 saving the model) can abort in gloo
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def _spawned(rank, world_size, store):
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
                             world_size=world_size)
-    try:
-        train()
-    finally:
-        dist.destroy_process_group()
+    _run()
 
 
 if __name__ == "__main__":
     if "WORLD_SIZE" in os.environ:  # launched by torchrun
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        try:
-            train()
-        finally:
-            dist.destroy_process_group()
+        _run()
     else:
         with tempfile.TemporaryDirectory() as tmp:
             mp.spawn(_spawned, args=(2, os.path.join(tmp, "store")), nprocs=2)

@@ -37,6 +37,10 @@ def _entry(rank, body, store, out_dir, args):
         result = body(rank, *args)
     except BaseException as exc:  # reported to the parent, which fails the test
         result = {"exception": (type(exc).__name__, str(exc), traceback.format_exc())}
+    try:
+        # leave together: tearing down gloo while the other rank still works
+        # can abort the process ("terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as fh:

@@ -22,13 +22,13 @@ import torch
 import torch.distributed as dist
 
 from ._p2ot import (
-    ConvergenceWarning,
     _accumulation_dtype,
     _all_finite_tensor,
     _check_int,
     _check_real,
     _warn_if_failed,
 )
+from ._sp2ot import _majorize_minimize
 
 __all__ = ["Communicator", "p2ot_distributed", "sp2ot_distributed"]
 
@@ -420,66 +420,30 @@ def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_
     n_total, offset = sum(sizes), sum(sizes[: comm.rank])
     comm.agree(_check_graph_rows(graph, n_local, n_total))
 
-    def solve(cost_t, g0):
+    def solve(cost_t, warm):
         plan, virtual, f, g, n_iter, err, status = _solve_sharded(
-            comm, cost_t, rho, epsilon, kl_weight, max_iter, tol, g0)
+            comm, cost_t, rho, epsilon, kl_weight, max_iter, tol, _warm_g(warm))
         return plan, virtual, _log(comm, plan, virtual, rho, f, g, n_iter, err, status,
                                    cost.dtype)
 
-    plan, virtual, log = solve(cost, _warm_g(warm_start))
-    p2ot_iters = log["n_iter"]
     weight = semantic_weight * (1.0 - rho)
-    mm_iter, mm_damped, mm_converged = 0, 0, True
 
     def p2ot_part(plan, virtual):
         return _objective_parts(comm, plan, virtual, cost, rho, epsilon, kl_weight)
 
-    if weight == 0.0 or mm_max_iter == 0:
-        objective = [float(p2ot_part(plan, virtual))]
-        mm_converged = weight == 0.0
-    else:
-        sym = _local_symmetrized(comm, graph, n_local, offset, n_total, plan)
+    def make_pull_and_objective():
+        # the sharded solver returns float64 plans
+        like = torch.empty(0, dtype=torch.float64, device=cost.device)
+        sym = _local_symmetrized(comm, graph, n_local, offset, n_total, like)
 
         def pull_and_objective(plan, virtual):
             scaled = comm.gather_rows(plan * n_total)
             pull = sym @ scaled
             semantic = comm.sum((0.5 * weight * (pull * plan).sum(dtype=torch.float64))[None])
             return pull, float(p2ot_part(plan, virtual) - semantic[0])
+        return pull_and_objective
 
-        pull, previous = pull_and_objective(plan, virtual)
-        objective = [previous]
-        best = (previous, plan, log)
-        linearization = pull
-        mm_converged = False
-        for _ in range(mm_max_iter):
-            plan, virtual, log = solve(cost - weight * linearization, log["potentials"][1])
-            p2ot_iters += log["n_iter"]
-            mm_iter += 1
-            new_pull, current = pull_and_objective(plan, virtual)
-            objective.append(current)
-            if current < best[0]:
-                best = (current, plan, log)
-            if abs(current - previous) <= mm_tol * max(abs(previous), 1e-12):
-                mm_converged = True
-                break
-            if current > previous:
-                linearization = 0.5 * (pull + new_pull)
-                mm_damped += 1
-            else:
-                linearization = new_pull
-            pull, previous = new_pull, current
-        _, plan, log = best
-
-    _warn_if_failed("sp2ot_distributed (last P2OT solve)", log, max_iter, tol, stacklevel=3)
-    if not mm_converged and mm_max_iter > 0:
-        warnings.warn(
-            f"sp2ot_distributed: the majorization-minimization loop did not converge in "
-            f"mm_max_iter={mm_max_iter} steps; increase mm_max_iter or lower "
-            "semantic_weight.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    log = dict(log)
-    log.update(mm_iter=mm_iter, mm_converged=mm_converged, mm_damped=mm_damped,
-               objective=objective, p2ot_iters=p2ot_iters)
+    plan, log = _majorize_minimize(
+        "sp2ot_distributed", solve, p2ot_part, make_pull_and_objective, cost, weight,
+        warm_start, max_iter, tol, mm_max_iter, mm_tol)
     return plan.to(cost.dtype), log

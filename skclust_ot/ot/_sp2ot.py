@@ -83,6 +83,68 @@ def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight):
     return value
 
 
+def _majorize_minimize(name, solve, p2ot_part, make_pull_and_objective, cost, weight,
+                       warm_start, max_iter, tol, mm_max_iter, mm_tol):
+    """The MM loop of SP²OT, shared by :func:`sp2ot` and ``sp2ot_distributed``.
+
+    ``solve(cost, warm_start)`` returns ``(plan, virtual, log)`` of one P²OT
+    solve; ``p2ot_part(plan, virtual)`` the P²OT objective;
+    ``make_pull_and_objective()`` (called only when the semantic term is
+    active) a function returning ``(S + S^T)(N Q)`` and the SP²OT objective.
+    Returns the plan with the lowest objective and its log (with the MM
+    entries); warns as :func:`sp2ot` documents.
+    """
+    plan, virtual, log = solve(cost, warm_start)
+    p2ot_iters = log["n_iter"]
+    mm_iter, mm_damped, mm_converged = 0, 0, True
+
+    if weight == 0.0 or mm_max_iter == 0:
+        objective = [float(p2ot_part(plan, virtual))]
+        mm_converged = weight == 0.0
+    else:
+        pull_and_objective = make_pull_and_objective()
+        pull, previous = pull_and_objective(plan, virtual)
+        objective = [previous]
+        best = (previous, plan, log)
+        linearization = pull
+        mm_converged = False
+        for _ in range(mm_max_iter):
+            plan, virtual, log = solve(cost - weight * linearization, log["potentials"])
+            p2ot_iters += log["n_iter"]
+            mm_iter += 1
+            new_pull, current = pull_and_objective(plan, virtual)
+            objective.append(current)
+            if current < best[0]:
+                best = (current, plan, log)
+            if abs(current - previous) <= mm_tol * max(abs(previous), 1e-12):
+                mm_converged = True
+                break
+            if current > previous:
+                # S + S^T is indefinite, so the linearization need not majorize
+                # and plain MM can enter a 2-cycle: re-linearize halfway between
+                # the last two plans (the pull is linear in Q)
+                linearization = 0.5 * (pull + new_pull)
+                mm_damped += 1
+            else:
+                linearization = new_pull
+            pull, previous = new_pull, current
+        _, plan, log = best
+
+    _warn_if_failed(f"{name} (last P2OT solve)", log, max_iter, tol, stacklevel=4)
+    if not mm_converged and mm_max_iter > 0:
+        warnings.warn(
+            f"{name}: the majorization-minimization loop did not converge in "
+            f"mm_max_iter={mm_max_iter} steps (last relative change of the objective "
+            f"above mm_tol={mm_tol:g}); increase mm_max_iter or lower semantic_weight.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    log = dict(log)
+    log.update(mm_iter=mm_iter, mm_converged=mm_converged, mm_damped=mm_damped,
+               objective=objective, p2ot_iters=p2ot_iters)
+    return plan, log
+
+
 @torch.no_grad()
 def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
           max_iter=1000, tol=1e-6, method="auto", mm_max_iter=100, mm_tol=1e-6,
@@ -193,16 +255,10 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
     def p2ot_part(plan, virtual):
         return _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight)
 
-    plan, virtual, log = solve(cost, warm_start)
-    p2ot_iters = log["n_iter"]
     weight = semantic_weight * (1.0 - rho)
     n_samples = cost.shape[0]
-    mm_iter, mm_damped, mm_converged = 0, 0, True
 
-    if weight == 0.0 or mm_max_iter == 0:
-        objective = [p2ot_part(plan, virtual).item()]
-        mm_converged = weight == 0.0
-    else:
+    def make_pull_and_objective():
         acc = _accumulation_dtype(cost)
         sym_graph = _symmetrized(graph, cost)
 
@@ -211,44 +267,9 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
             pull = sym_graph @ (plan * n_samples)
             semantic = 0.5 * weight * (pull * plan).sum(dtype=acc)
             return pull, (p2ot_part(plan, virtual) - semantic).item()
+        return pull_and_objective
 
-        pull, previous = pull_and_objective(plan, virtual)
-        objective = [previous]
-        best = (previous, plan, log)
-        linearization = pull
-        mm_converged = False
-        for _ in range(mm_max_iter):
-            plan, virtual, log = solve(cost - weight * linearization, log["potentials"])
-            p2ot_iters += log["n_iter"]
-            mm_iter += 1
-            new_pull, current = pull_and_objective(plan, virtual)
-            objective.append(current)
-            if current < best[0]:
-                best = (current, plan, log)
-            if abs(current - previous) <= mm_tol * max(abs(previous), 1e-12):
-                mm_converged = True
-                break
-            if current > previous:
-                # S + S^T is indefinite, so the linearization need not majorize
-                # and plain MM can enter a 2-cycle: re-linearize halfway between
-                # the last two plans (the pull is linear in Q)
-                linearization = 0.5 * (pull + new_pull)
-                mm_damped += 1
-            else:
-                linearization = new_pull
-            pull, previous = new_pull, current
-        _, plan, log = best
-
-    _warn_if_failed("sp2ot (last P2OT solve)", log, max_iter, tol, stacklevel=3)
-    if not mm_converged and mm_max_iter > 0:
-        warnings.warn(
-            f"sp2ot: the majorization-minimization loop did not converge in "
-            f"mm_max_iter={mm_max_iter} steps (last relative change of the objective "
-            f"above mm_tol={mm_tol:g}); increase mm_max_iter or lower semantic_weight.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    log = dict(log)
-    log.update(mm_iter=mm_iter, mm_converged=mm_converged, mm_damped=mm_damped,
-               objective=objective, p2ot_iters=p2ot_iters)
+    plan, log = _majorize_minimize(
+        "sp2ot", solve, p2ot_part, make_pull_and_objective, cost, weight, warm_start,
+        max_iter, tol, mm_max_iter, mm_tol)
     return plan, log

@@ -12,7 +12,6 @@ import os
 import joblib
 import numpy as np
 import pytest
-from sklearn.datasets import make_blobs
 from sklearn.model_selection import GridSearchCV
 
 from skclust_ot import SP2OTClustering
@@ -76,15 +75,6 @@ def client():
         finally:
             dask_client.close()
             cluster.close()
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(
-        n_samples=[120, 40, 15], centers=[[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]],
-        cluster_std=1.0, random_state=0,
-    )
-    return X, y
 
 
 def _grid(n_jobs):

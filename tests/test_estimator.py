@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -18,15 +17,6 @@ from torch import nn
 from skclust_ot import VARIANTS, SP2OTClustering
 
 FAST = dict(max_epochs=5, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(
-        n_samples=[120, 40, 15], centers=[[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]],
-        cluster_std=1.0, random_state=0,
-    )
-    return X, y
 
 
 @pytest.fixture(scope="module")

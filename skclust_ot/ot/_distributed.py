@@ -22,13 +22,12 @@ import torch
 import torch.distributed as dist
 
 from ._p2ot import (
-    _accumulation_dtype,
     _all_finite_tensor,
     _check_int,
     _check_real,
     _warn_if_failed,
 )
-from ._sp2ot import _majorize_minimize
+from ._sp2ot import _majorize_minimize, _p2ot_objective
 
 __all__ = ["Communicator", "p2ot_distributed", "sp2ot_distributed"]
 
@@ -347,24 +346,6 @@ def _local_symmetrized(comm, graph, n_local, offset, n_total, like):
         return coo.coalesce().to_sparse_csr().to(like.device)
 
 
-def _objective_parts(comm, plan, virtual, cost, rho, epsilon, kl_weight):
-    """Global P²OT objective (as ``_sp2ot._p2ot_objective``), reduced over ranks."""
-    acc = _accumulation_dtype(cost)
-    k = cost.shape[1]
-    local = (plan * cost).sum(dtype=acc)
-    entropy = torch.special.xlogy(plan, plan).sum(dtype=acc) - plan.sum(dtype=acc)
-    if virtual is not None:
-        entropy = entropy + torch.special.xlogy(virtual, virtual).sum(dtype=acc)
-        entropy = entropy - virtual.sum(dtype=acc)
-    local = local + epsilon * entropy
-    value = comm.sum(local.to(torch.float64)[None])[0]
-    if not math.isinf(kl_weight):
-        mass = comm.sum(plan.sum(dim=0, dtype=torch.float64))
-        beta = rho / k
-        value = value + kl_weight * (torch.special.xlogy(mass, mass / beta) - mass + beta).sum()
-    return value
-
-
 @torch.no_grad()
 def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
                       max_iter=1000, tol=1e-6, mm_max_iter=100, mm_tol=1e-6,
@@ -429,7 +410,7 @@ def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_
     weight = semantic_weight * (1.0 - rho)
 
     def p2ot_part(plan, virtual):
-        return _objective_parts(comm, plan, virtual, cost, rho, epsilon, kl_weight)
+        return _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight, reduce=comm.sum)
 
     def make_pull_and_objective():
         # the sharded solver returns float64 plans

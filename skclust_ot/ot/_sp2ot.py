@@ -65,8 +65,12 @@ def _symmetrized(graph, cost):
                                        (n_samples, n_samples))
 
 
-def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight):
-    """<Q̂, Ĉ> - eps H(Q̂) + lambda KL(Q^T 1 || rho/K), reduced in float64."""
+def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight, reduce=None):
+    """<Q̂, Ĉ> - eps H(Q̂) + lambda KL(Q^T 1 || rho/K), reduced in float64.
+
+    ``reduce`` (rows sharded over processes) sums a float64 tensor over the
+    processes; the sums over rows are then global.
+    """
     acc = _accumulation_dtype(cost)
     n_clusters = cost.shape[1]
     value = (plan * cost).sum(dtype=acc)
@@ -75,8 +79,12 @@ def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight):
         entropy = entropy + torch.special.xlogy(virtual, virtual).sum(dtype=acc)
         entropy = entropy - virtual.sum(dtype=acc)
     value = value + epsilon * entropy
+    if reduce is not None:
+        value = reduce(value.to(torch.float64)[None])[0]
     if not math.isinf(kl_weight):
         mass = plan.sum(dim=0, dtype=acc)
+        if reduce is not None:
+            mass = reduce(mass.to(torch.float64))
         beta = rho / n_clusters
         kl = (torch.special.xlogy(mass, mass / beta) - mass + beta).sum()
         value = value + kl_weight * kl

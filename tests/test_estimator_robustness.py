@@ -19,6 +19,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 
 import skclust_ot._estimator as estimator_module
+import skclust_ot._stats as stats_module
 from skclust_ot import SP2OTClustering
 
 FAST = dict(max_epochs=2, random_state=0)
@@ -420,24 +421,24 @@ def test_init_rows_keep_every_cluster_and_are_capped():
     # one huge cluster, a medium one and a tiny one (5 rows)
     labels = np.concatenate([np.zeros(50_000, int), np.ones(3_000, int), np.full(5, 2)])
     rng.shuffle(labels)
-    rows = estimator_module._init_rows(labels, 3, seed=0, max_rows=3_000)
+    rows = stats_module._init_rows(labels, 3, seed=0, max_rows=3_000)
     assert np.all(np.diff(rows) > 0)  # sorted, no repeats
     counts = np.bincount(labels[rows], minlength=3)
     assert counts.tolist() == [1_000, 1_000, 5]
     # small data: all rows, the start is unchanged
-    assert estimator_module._init_rows(labels[:100], 3, seed=0, max_rows=3_000) == slice(None)
+    assert stats_module._init_rows(labels[:100], 3, seed=0, max_rows=3_000) == slice(None)
 
 
 def test_column_moments_over_blocks_match_numpy():
     rng = np.random.default_rng(1)
     X = (rng.normal(size=(1_000, 4)) * [1e-30, 1.0, 1e30, 3.0]).astype(np.float64)
-    mean, std = estimator_module._column_moments(X, chunk=128)
+    mean, std = stats_module._column_moments(X, chunk=128)
     np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(std, X.std(axis=0), rtol=1e-12)
-    one_mean, one_std = estimator_module._column_moments(X)
+    one_mean, one_std = stats_module._column_moments(X)
     assert np.array_equal(one_mean, X.mean(axis=0)) and np.array_equal(one_std, X.std(axis=0))
     low, high = np.full(4, -0.5), np.full(4, 0.5)
-    c_mean, c_std = estimator_module._column_moments(X, low, high, chunk=100)
+    c_mean, c_std = stats_module._column_moments(X, low, high, chunk=100)
     clipped = np.clip(X, low, high)
     np.testing.assert_allclose(c_mean, clipped.mean(axis=0), rtol=1e-12, atol=1e-300)
     np.testing.assert_allclose(c_std, clipped.std(axis=0), rtol=1e-12)

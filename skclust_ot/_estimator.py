@@ -686,6 +686,18 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             )
         return self
 
+    def _validate_params(self):
+        # With distributed=True an invalid parameter on one rank is raised on
+        # every rank (sklearn validates before fit's body, where the others
+        # would otherwise wait in a collective).
+        if self.distributed is not True:
+            return super()._validate_params()
+        try:
+            comm = self._communicator()
+        except ValueError:
+            return super()._validate_params()  # fit reports the missing group
+        return _collectively(comm, super()._validate_params)
+
     def _communicator(self):
         try:
             return Communicator()

@@ -200,6 +200,11 @@ def _error_body(rank):
         p2ot_distributed(cost, 0.5)
     except ValueError as exc:
         out["solver"] = str(exc)
+    # an invalid parameter on one rank only
+    try:
+        SP2OTClustering(distributed=True, **dict(FIT, epsilon=-1.0 if rank else 0.1)).fit(local)
+    except ValueError as exc:
+        out["param"] = str(exc)
     # the group still works afterwards: nobody is stuck in a collective
     out["after"] = Communicator().sizes(rank + 1)
     return out
@@ -212,6 +217,8 @@ def test_an_error_on_one_rank_is_raised_on_all(tmp_path):
     assert results[0]["fit"].startswith("rank 1 failed:") and "NaN" in results[0]["fit"]
     assert "NaN or inf" in results[0]["solver"]
     assert results[1]["solver"].startswith("rank 0 failed:")
+    assert "epsilon" in results[1]["param"]
+    assert results[0]["param"].startswith("rank 1 failed:") and "epsilon" in results[0]["param"]
     assert results[0]["after"] == results[1]["after"] == [1, 2]
 
 

@@ -104,13 +104,18 @@ class Communicator:
 
         A rank that hit an error before a collective would otherwise leave
         the others waiting in it forever. The failing rank raises its own
-        exception; the others raise the same built-in type (``RuntimeError``
-        for other types) with the failing rank's message.
+        exception; the others raise its nearest built-in exception type
+        (``ValueError`` for sklearn's ``InvalidParameterError``) with the
+        failing rank's message.
         """
         flag = torch.tensor([0.0 if error is None else 1.0], dtype=torch.float64)
         if float(self.max(flag)) == 0.0:
             return
-        info = None if error is None else (type(error).__name__, str(error))
+        # the nearest built-in exception type of the error, e.g. ValueError
+        # for sklearn's InvalidParameterError
+        info = None if error is None else (
+            next(c.__name__ for c in type(error).__mro__
+                 if getattr(builtins, c.__name__, None) is c), str(error))
         gathered = [None] * self.world_size
         dist.all_gather_object(gathered, info, group=self.group)
         if error is not None:

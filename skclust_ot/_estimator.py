@@ -740,7 +740,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             # the start (statistics, init, kNN graph) sees the rows of all ranks
             sizes = comm.sizes(n_local)
             offset, n_rows_max = sum(sizes[: comm.rank]), max(sizes)
-            X_t = comm.gather_rows(X_local)
+            X_t = comm.gather_rows(X_local, sizes)
             X_stats = X_t.numpy()
         n_samples = X_t.shape[0]
         # Statistics in float64: the variance of data at 1e±30 scales

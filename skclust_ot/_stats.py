@@ -112,7 +112,7 @@ def _column_moments(X, low=None, high=None, chunk=_STATS_CHUNK):
     mean = total / n
     squares = None
     for block in blocks():
-        part = np.square(np.abs(block - mean)).sum(axis=0)
+        part = np.square(block - mean).sum(axis=0)
         squares = part if squares is None else squares + part
     return mean, np.sqrt(squares / n)
 

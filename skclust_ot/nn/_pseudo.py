@@ -184,8 +184,8 @@ class PseudoLabeler:
             sizes = self.comm.sizes(index.shape[0])
             start = sum(sizes[: self.comm.rank])
             rows = slice(start, start + index.shape[0])
-            index = self.comm.gather_rows(index)
-            view_logits = [self.comm.gather_rows(z.detach()) for z in view_logits]
+            index = self.comm.gather_rows(index, sizes)
+            view_logits = [self.comm.gather_rows(z.detach(), sizes) for z in view_logits]
         n_batch = index.shape[0]
         all_index = index if self.bank_index is None else torch.cat([index, self.bank_index])
         graph = None

@@ -85,19 +85,20 @@ class Communicator:
         out[self.rank] = value
         return out
 
-    def gather_rows(self, tensor):
-        """Concatenate every rank's rows in rank order (rows may differ in number)."""
-        sizes = self.sizes(tensor.shape[0])
+    def gather_rows(self, tensor, sizes=None):
+        """Concatenate every rank's rows in rank order (rows may differ in number).
+
+        ``sizes``: every rank's number of rows when already known (saves the
+        reduction that finds them).
+        """
+        if sizes is None:
+            sizes = self.sizes(tensor.shape[0])
         padded = torch.zeros((max(sizes),) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
                              device=self.device)
         padded[: tensor.shape[0]] = tensor.to(self.device)
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded, group=self.group)
         return torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(tensor.device)
-
-    def offset(self, n_local):
-        """Global index of this rank's first row (ranks in order)."""
-        return sum(self.sizes(n_local)[: self.rank])
 
     def agree(self, error=None):
         """Raise on every rank if any rank passes an exception.
@@ -423,7 +424,7 @@ def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_
         sym = _local_symmetrized(comm, graph, n_local, offset, n_total, like)
 
         def pull_and_objective(plan, virtual):
-            scaled = comm.gather_rows(plan * n_total)
+            scaled = comm.gather_rows(plan * n_total, sizes)
             pull = sym @ scaled
             semantic = comm.sum((0.5 * weight * (pull * plan).sum(dtype=torch.float64))[None])
             return pull, float(p2ot_part(plan, virtual) - semantic[0])

@@ -260,12 +260,24 @@ def test_warm_start_converges_immediately_to_the_same_plan(dtype, method, rho):
 
 
 def test_warm_start_from_nearby_problem_saves_iterations():
-    cost = random_cost(200, 8, seed=12)
-    _, log = p2ot(cost, 0.3)
-    perturbed = cost + 0.01 * random_cost(200, 8, seed=13)
-    _, cold = p2ot(perturbed, 0.32)
-    _, warm = p2ot(perturbed, 0.32, warm_start=log["potentials"])
-    assert warm["n_iter"] < cold["n_iter"]
+    # With Anderson mixing a cold solve of these problems takes 10-13
+    # iterations, and a start 2-3x closer saves 0-2 of them: on each problem
+    # the warm start is closer (smaller first error), and over five problems
+    # it needs fewer iterations in total
+    cold_total = warm_total = 0
+    for seed in range(12, 22, 2):
+        cost = random_cost(200, 8, seed=seed)
+        _, log = p2ot(cost, 0.3)
+        perturbed = cost + 0.01 * random_cost(200, 8, seed=seed + 1)
+        _, cold = p2ot(perturbed, 0.32)
+        _, warm = p2ot(perturbed, 0.32, warm_start=log["potentials"])
+        assert cold["converged"] and warm["converged"]
+        firsts = [solve_core(perturbed, 0.32, 0.1, 1.0, 1, 0.0, "auto", start)[2]["last_error"]
+                  for start in (None, log["potentials"])]
+        assert firsts[1] < 0.5 * firsts[0]
+        cold_total += cold["n_iter"]
+        warm_total += warm["n_iter"]
+    assert warm_total < cold_total
 
 
 def test_warm_start_from_rho_one_potentials():
@@ -483,7 +495,7 @@ def test_relaxation_saves_iterations_and_keeps_the_plan(rho, kl_weight):
     cost = random_cost(400, 10, seed=20)
     kwargs = dict(max_gap=1)
     plain, _, log_plain = solve_core(cost, rho, 0.05, kl_weight, 20000, 1e-13, "scaling",
-                                     None, relax=False, **kwargs)
+                                     None, accelerate=False, **kwargs)
     fast, _, log_fast = solve_core(cost, rho, 0.05, kl_weight, 20000, 1e-13, "scaling", None,
                                    **kwargs)
     assert log_plain["converged"] and log_fast["converged"]
@@ -498,7 +510,7 @@ def test_relaxation_saves_iterations_and_keeps_the_plan(rho, kl_weight):
 def test_translation_step_keeps_the_plan_of_plain_scaling(rho):
     cost = random_cost(150, 5, seed=21)
     plain, _, log_plain = solve_core(cost, rho, 0.1, 1.0, 100000, 1e-13, "scaling", None,
-                                     translate=False, relax=False)
+                                     translate=False, accelerate=False)
     fast, _, log_fast = solve_core(cost, rho, 0.1, 1.0, 100000, 1e-13, "scaling", None)
     assert log_plain["converged"] and log_fast["converged"]
     assert 2 * log_fast["n_iter"] < log_plain["n_iter"]

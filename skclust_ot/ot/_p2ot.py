@@ -12,6 +12,7 @@ import warnings
 
 import torch
 
+from ._anderson import MEMORY, AndersonMixer
 from ._backend import make_backend
 
 __all__ = ["ConvergenceWarning", "cost_from_logits", "p2ot"]
@@ -385,19 +386,18 @@ class _CheckSchedule:
         self.next = it + gap
 
 
-def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax=True, start=0,
-               translate=True, sched=None):
+def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate=True,
+               start=0, translate=True, sched=None):
     """Log-domain generalized Sinkhorn from the centred potentials (W holds Chat).
 
-    Each iteration is an exact column update, a translation of the gauge and
-    an exact row update, over-relaxed as in the scaling path (see
-    ``_RELAX_MAX``); the incoming ``(u, v, v_virtual, gauge)`` is also the
+    Each iteration is an exact column update, Anderson-mixed as in the
+    scaling path (see ``_Acceleration``), a translation of the gauge and an
+    exact row update; the incoming ``(u, v, v_virtual, gauge)`` is also the
     iterate restored on NaN/inf. The iterates since the last check are kept
     (by reference) so that the last finite one can be restored. ``start``
     iterations were already done by the scaling path before a fallback, whose
-    check schedule and ``_Relaxation`` (passed as ``sched`` and ``relax``)
-    then carry on, so that a solve that falls back early follows the same
-    iterates as a pure log-domain solve.
+    check schedule and ``_Acceleration`` (passed as ``sched`` and
+    ``accelerate``) then carry on, its history restarted.
     """
     be = pb.be
     u, v = be.cast(u, acc=True), be.cast(v, acc=True)
@@ -406,7 +406,14 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax=True, s
     max_iter += start
     if sched is None:
         sched = _CheckSchedule(tol, max_gap, max_iter)
-    relaxation = relax if isinstance(relax, _Relaxation) else _Relaxation(relax)
+    if isinstance(accelerate, _Acceleration):
+        acceleration = accelerate  # already in the log path's coordinates (v itself)
+    else:
+        acceleration = _Acceleration(be, pb.dtype, accelerate)
+    k = pb.n_clusters
+    if acceleration.active:
+        x_cur, x_new = be.empty(k + pb.has_virtual, acc=True), be.empty(k + pb.has_virtual,
+                                                                         acc=True)
     result = (u, v, v_virtual, gauge)
     err = math.inf
     n_iter = start
@@ -421,17 +428,22 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax=True, s
 
     for it in range(start + 1, max_iter + 1):
         new_v, new_v_virtual = pb.column_update(u, gauge)
-        step = relaxation.step(it, max_iter)
-        if step != 1.0:
-            new_v = v + step * (new_v - v)
+        mixed = False
+        if acceleration.active:
+            x_cur[:k], x_new[:k] = v, new_v
             if pb.has_virtual:
-                new_v_virtual = v_virtual + step * (new_v_virtual - v_virtual)
+                x_cur[k], x_new[k] = v_virtual, new_v_virtual
+            x_next, mixed = acceleration.mix(it, max_iter, x_cur, x_new)
+            if mixed:
+                new_v = x_next[:k]
+                if pb.has_virtual:
+                    new_v_virtual = x_next[k] if be.name == "torch" else float(x_next[k])
         v, v_virtual = new_v, new_v_virtual
         shift = pb.translation(new_v, gauge) if translate else None
         gauge = gauge if shift is None else gauge + shift
         lse = pb.row_lse(new_v, new_v_virtual)
         window.append((it, u, new_v, new_v_virtual, gauge, lse))
-        if sched.due(it):
+        if sched.due(it) or acceleration.near(tol):
             err_value, ok = evaluate(window[-1])
             if not ok:
                 # NaN/inf do not heal: restore the iterate before the first bad one
@@ -444,10 +456,9 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax=True, s
                 break
             n_iter, err, result = it, err_value, window[-1][1:5]
             window.clear()
-            polish = err < tol and step != 1.0
-            if polish:  # finish with exact steps, as in the scaling path
-                relaxation.stop()
-                step = 1.0
+            polish = err < tol and mixed
+            if polish:  # finish with an exact step, as in the scaling path
+                acceleration.stop()
             elif err < tol:
                 status = "converged"
                 break
@@ -456,11 +467,10 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax=True, s
             sched.update(it, err)
             if polish:
                 sched.next = it + 1
-            relaxation.update(it, err)
+            acceleration.update(it, err, tol)
         # the last pass skips this: ending on a column update keeps the
         # virtual mass exact
-        u_step = pb.log_alpha - lse
-        u = u_step if step == 1.0 else u + step * (u_step - u)
+        u = pb.log_alpha - lse
     return (*result, n_iter - start, err, status)
 
 
@@ -580,7 +590,7 @@ class _ScalingState:
     def plan(self):
         """The plan a W b, formed in place in W, its sums, and the virtual column."""
         pb = self.pb
-        be, xp, W, a, b = pb.be, pb.be.xp, pb.W, self.a, self.b
+        xp, W, a, b = pb.be.xp, pb.W, self.a, self.b
         sums = _Sums(pb)
         for s, e in pb.blocks:
             w = xp.multiply(W[s:e], a[s:e, None], out=W[s:e])
@@ -592,80 +602,129 @@ class _ScalingState:
         return W, virtual, sums
 
 
-# Over-relaxation. Once the error has been seen to fall at a steady rate mu
-# per iteration, both half steps are over-relaxed in the log domain,
-#     log a <- log a + w (log a_scaling - log a),  likewise for log b,
-# with the classical SOR choice w = 2 / (1 + sqrt(1 - mu)) (Young; for
-# Sinkhorn see Thibault et al. 2017, Lehmann et al. 2022), capped at
-# _RELAX_MAX. The fixed point, hence the plan, is unchanged; iterations drop
-# by 1.5-8x where plain steps converge slowly (rho near 1, small eps,
-# large lambda). Relaxation is dropped for good if the error grows 10x past
-# the point where it was switched on, and once the tolerance is met: the
-# solve then ends with exact steps, so that the returned plan satisfies the
-# column conditions exactly and the row error is the whole violation.
-_RELAX_MAX = 1.8
-# Both were 0.5 and 6 until the solver benchmark's iteration grid showed that
-# switching on earlier, and at moderate rates, saves iterations in 24 of 36
-# cells (17 -> 14 at rho 0.5, eps 0.5, lambda 0.1) and costs one in one.
-_RELAX_MIN_RATE = 0.2  # below this rate the iterations are few anyway
-_RELAX_AFTER = 4  # iterations of plain steps before the rate is trusted
+# Acceleration. Every iteration maps the column log-potentials (K real + 1
+# virtual) to new ones through one row and one column update; Anderson mixing
+# of the last few of them (``_anderson``) replaces the next iterate by the
+# combination whose residuals nearly cancel. The fixed point, hence the plan,
+# is unchanged; the row updates stay exact. It replaced the adaptive SOR
+# over-relaxation (Thibault et al. 2017), which needed a few plain iterations
+# to estimate its factor and gained at most the SOR rate: on the solver
+# benchmark's grid of 36 cells, Anderson mixing needs half the iterations of
+# SOR in total and at least 3.7x fewer than plain scaling in every rho < 1
+# cell (SOR: 1.86x in the worst).
+# Safeguards: a check that sees the error spike or stall restarts the
+# history (the third time, mixing stops for good); the mixer itself restarts
+# when its residual grows and stops at the rounding noise; a mixed step that
+# overflows is replayed with plain steps. A solve always ends with an exact
+# (unmixed) step, so that the returned plan satisfies the column conditions
+# exactly and the row error is the whole violation: the step after a check
+# is exact when the error is predicted to reach tol in it, and a mixed step
+# that reaches tol is followed by one exact step.
+# The constants below were chosen on that grid (float64) and on 40 float32 /
+# float64 problems up to 1e5 x 1000 (costs of scale 0.05-10, eps 0.05-0.5,
+# lambda 0.1-10, rho 0.3-1), with the default check schedule:
+_MIX_FLOOR_ULPS = 16  # residual entries below this many ulps of the dtype are noise
+# A checked error this many times the best one is a spike. Mixed errors are
+# not monotone and the first mixed steps often overshoot: 10 cost 2.5x the
+# iterations of 100 on the grid (1168 vs 467), mostly at rho = 1.
+_MIX_SPIKE = 100.0
+# No halving of the error over this many iterations is a stall. In float32,
+# residual differences of slowly converging problems sink into rounding noise
+# and mixing stops helping (one problem: 167 iterations without the rule, 94
+# with it, 173 plain); no other problem changed.
+_MIX_STALL = 10
+_MIX_MAX_SPIKES = 3  # spikes and stalls restart the history; the third stops mixing
+# A mixed residual below this many tol calls for a check (with mixing the
+# error falls faster than the schedule extrapolates; on the 40 problems this
+# saved up to 4 iterations where K is small and checks are sparse, and cost
+# one in one problem)
+_MIX_CHECK = 10.0
 
 
-class _Relaxation:
-    """The over-relaxation factor omega of one solve, updated at every check."""
+class _Acceleration:
+    """Anderson mixing of the column potentials of one solve, and when it stops."""
 
-    def __init__(self, enabled=True):
-        self.enabled = enabled
-        self.omega = 1.0
-        self.err_on = self.it_on = None
-        self.history = []  # (iteration, error) at the checks
+    def __init__(self, be, dtype, enabled=True):
+        floor = _MIX_FLOOR_ULPS * torch.finfo(dtype).eps
+        self.mixer = AndersonMixer(be, floor, memory=MEMORY if enabled else 0)
+        self.err_best = math.inf
+        self.err_last = None
+        self.err_progress, self.it_progress = math.inf, 0
+        self.spikes = 0
+        self.exact_next = False
+        self.mixed_since_check = False
 
-    def step(self, it, max_iter):
-        # the last step of a solve is exact (it keeps the virtual mass exact)
-        return self.omega if it < max_iter else 1.0
+    @property
+    def active(self):
+        return self.mixer.active
 
     def stop(self):
-        self.omega, self.enabled = 1.0, False
+        self.mixer.stop()
 
-    def _rate_before(self, it, span=_RELAX_AFTER // 2):
-        """Error reduction per iteration over the last >= ``span`` iterations up to ``it``."""
-        it1, err1 = next(h for h in reversed(self.history) if h[0] <= it)
-        for it0, err0 in reversed(self.history):
-            if it0 <= it1 - span:
-                if 0.0 < err1 < err0:
-                    return it0, math.exp(math.log(err1 / err0) / (it1 - it0))
-                return it0, None
-        return None, None
+    def restart(self):
+        self.mixer.restart()
 
-    def update(self, it, err):
-        """After a check at iteration ``it`` (not converged) with error ``err``.
+    def mix(self, it, max_iter, x, g):
+        """(next iterate, whether it was mixed); the last step of a solve is exact."""
+        if it >= max_iter or self.exact_next:
+            self.exact_next = False
+            return g, False
+        x_next, mixed = self.mixer.mix(x, g)
+        self.mixed_since_check |= mixed
+        return x_next, mixed
 
-        Switches on only in the linear regime: the rates over the last two
-        windows of >= 2 iterations agree (their distances to 1 within 25 %),
-        so that the SOR factor fits the problem.
+    def near(self, tol):
+        """Whether the last mixed residual says the solve may be within reach of tol.
+
+        With mixing, the error falls faster than the linear rate the check
+        schedule extrapolates, so a small residual (read at every mixed step
+        anyway) calls for a check.
         """
-        self.history.append((it, err))
-        if self.omega == 1.0:
-            if self.enabled and it >= _RELAX_AFTER:
-                it0, rate = self._rate_before(it)
-                _, rate0 = self._rate_before(it0) if rate is not None else (None, None)
-                if rate0 is not None and rate > _RELAX_MIN_RATE \
-                        and abs(rate - rate0) <= 0.25 * (1.0 - rate):
-                    self.omega = min(_RELAX_MAX, 2.0 / (1.0 + math.sqrt(1.0 - rate)))
-                    self.err_on, self.it_on = err, it
-        elif err > 10.0 * self.err_on:
-            self.stop()  # diverging: plain steps
-        elif it - self.it_on >= _RELAX_AFTER:
-            # over-relaxed errors are not monotone from one iteration to the next;
-            # no decrease over a window of >= 2 iterations means a stall (e.g. at
-            # the float32 noise floor): plain steps
-            it0, rate = self._rate_before(it)
-            if it0 is not None and rate is None:
+        return self.mixer.size < _MIX_CHECK * tol
+
+    def snapshot(self):
+        """The state at a check, for ``rewind`` (the history arrays are never modified)."""
+        self.mixed_since_check = False
+        state = dict(vars(self))
+        del state["mixer"]
+        return state, self.mixer.snapshot()
+
+    def rewind(self, snapshot):
+        """Back to a check's state; plain steps from there on if mixing was involved."""
+        mixed = self.mixed_since_check
+        state, mixer_state = snapshot
+        vars(self).update(state)
+        self.mixer.rewind(mixer_state)
+        if mixed:
+            self.stop()
+
+    def update(self, it, err, tol):
+        """After a check (not converged) at iteration ``it`` with row error ``err``."""
+        stalled = False
+        if err < 0.5 * self.err_progress:
+            self.err_progress, self.it_progress = err, it
+        elif it - self.it_progress >= _MIX_STALL:
+            stalled = True
+            self.err_progress, self.it_progress = err, it
+        if err > _MIX_SPIKE * self.err_best or stalled:
+            # a mixed step went astray (common right after the first ones):
+            # rebuild the history from plain steps, or give up after a few
+            self.spikes += 1
+            self.restart()
+            if self.spikes >= _MIX_MAX_SPIKES:
                 self.stop()
+        self.err_best = min(self.err_best, err)
+        # a solve must end on an exact step (see above). When the error falls
+        # fast enough for the next step to reach tol, take that step exact
+        # rather than mixed, which saves the extra step in short solves
+        # (warm starts, large epsilon)
+        self.exact_next = (self.err_last is not None
+                           and err * min(1.0, err / self.err_last) < tol)
+        self.err_last = err
 
 
 def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=True,
-                   fused=None, relax=True):
+                   fused=None, accelerate=True):
     """Stabilized generalized scaling with absorption (Schmitzer 2019).
 
     Returns the final state, iterations, error and status; status "fallback"
@@ -698,9 +757,11 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
     lk, lb, xk = be.empty(k, acc=True), be.empty(k, acc=True), be.empty(k, acc=True)
     a, b, bv, kv, T = st.a, st.b, st.b_virtual, st.kv, st.gauge
     lbv = 0.0
-    # log b and log b_virtual of the current scalings (the relaxed column step needs them)
+    # log b and log b_virtual of the current scalings (the mixing needs them)
     lb_cur, lbv_cur = be.full(k, 0.0, acc=True), 0.0
-    relaxation = _Relaxation(relax)
+    acceleration = _Acceleration(be, pb.dtype, accelerate)
+    # the mixed vector: log b and, last, log b_virtual
+    x_cur, x_new = be.full(k + has_virtual, 0.0, acc=True), be.empty(k + has_virtual, acc=True)
     # fused sweeps (CPU, kernels larger than the caches): K^T a of the next
     # iteration is accumulated block by block right after the block's row
     # update, while the block is still in cache, so that one iteration reads
@@ -718,17 +779,7 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         xp.abs(tmp, out=tmp)
         return be.sum(tmp, acc=True)
 
-    def row_update(a, kb, tmp, omega):
-        # a <- alpha / kb, or relaxed: a (alpha / (a kb))^omega
-        if omega == 1.0:
-            xp.divide(alpha, kb, out=a)
-        else:
-            xp.multiply(a, kb, out=tmp)
-            xp.divide(alpha, tmp, out=tmp)
-            be.power(tmp, omega, out=tmp)
-            xp.multiply(a, tmp, out=a)
-
-    def fused_sweep(b, bv, omega):
+    def fused_sweep(b, bv):
         # kb = K b + kv bv, the row update and ka_acc = K^T a, one row block at a time
         ka_acc[...] = 0.0
         for s, e in blocks:
@@ -736,20 +787,18 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
             be.matvec(w, b, kb_s)
             if has_virtual:
                 xp.add(kb_s, xp.multiply(kv[s:e], bv, out=tmp[s:e]), out=kb_s)
-            row_update(a_s, kb_s, tmp[s:e], omega)
+            xp.divide(alpha, kb_s, out=a_s)  # the row update
             be.rmatvec(a_s, w, part)
             xp.add(ka_acc, part, out=ka_acc)
 
     def restore(checkpoint):
-        it, a, b, bv, T, lb_cur, lbv_cur, relax_state = checkpoint
-        vars(relaxation).update(relax_state)
-        if relaxation.omega != 1.0:
-            relaxation.stop()
+        it, a, b, bv, T, lb_cur, lbv_cur, mixing = checkpoint
+        acceleration.rewind(mixing)
         return it, be.copy(a), be.copy(b), bv, T, be.copy(lb_cur), lbv_cur
 
     sched = _CheckSchedule(tol, max_gap, max_iter)
     checkpoint = (0, be.copy(a), be.copy(b), bv, T, be.copy(lb_cur), lbv_cur,
-                  dict(vars(relaxation)))
+                  acceleration.snapshot())
     careful_until = 0
     err = math.inf
     n_iter = 0
@@ -774,13 +823,17 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
             xp.subtract(st.cb, lk, out=lb)
         if has_virtual:
             lbv = log_beta_virtual - be.slog(be.dot(a, kv))
-        step = relaxation.step(it, max_iter)
-        if step != 1.0:
-            # lb = lb_cur + omega (lb - lb_cur)
-            xp.subtract(lb, lb_cur, out=lb)
-            xp.multiply(lb, step, out=lb)
-            xp.add(lb, lb_cur, out=lb)
-            lbv = lbv_cur + step * (lbv - lbv_cur)
+        mixed = False
+        if acceleration.active:
+            x_new[:k] = lb
+            x_cur[:k] = lb_cur
+            if has_virtual:
+                x_new[k], x_cur[k] = lbv, lbv_cur
+            x_next, mixed = acceleration.mix(it, max_iter, x_cur, x_new)
+            if mixed:
+                lb[...] = x_next[:k]
+                if has_virtual:
+                    lbv = be.sval(x_next[k])
         new_T = T
         if translate:
             xp.multiply(lb, -ratio, out=xk)
@@ -789,8 +842,8 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         if careful:
             size_b, lbv_value, t_value = be.items(be.abs_max(lb), lbv, new_T)
             if not (isfinite(size_b) and isfinite(lbv_value) and isfinite(t_value)):
-                if relaxation.omega != 1.0:
-                    # a relaxed step overshot: replay from the check with plain steps
+                if mixed:
+                    # a mixed step overshot: replay from the check with plain steps
                     it, a, b, bv, T, lb_cur, lbv_cur = restore(checkpoint)
                     ka_valid = False
                     continue
@@ -801,12 +854,12 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         if has_virtual:
             bv = be.sexp(lbv)
             lbv_cur = lbv
-        check = careful or sched.due(it)
+        check = careful or sched.due(it) or acceleration.near(tol)
         # row sums of diag(a) K diag(b): the stopping error comes for free
         if blocks is not None and not careful:
             if check:
                 be.assign(a_prev, a)
-            fused_sweep(b, bv, step)  # a is now the next row scaling
+            fused_sweep(b, bv)  # a is now the next row scaling
             ka_valid = True
             a_old = a_prev
         else:
@@ -818,7 +871,7 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         if not check:
             T = new_T
             if not ka_valid:
-                row_update(a, kb, tmp, step)
+                xp.divide(alpha, kb, out=a)
             continue
 
         err_value, kb_min, kb_max, size_b, lbv_value, t_value = be.items(
@@ -829,9 +882,9 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         row_ok = kb_min > 0.0 and kb_max < math.inf and isfinite(err_value)
         if not (col_ok and row_ok):
             ka_valid = False
-            if not careful or relaxation.omega != 1.0:
+            if not careful or mixed:
                 # replay from the previous check, one checked iteration at a time
-                # (and with plain steps if the window was relaxed)
+                # (and with plain steps if the window was mixed)
                 careful_until = it
                 it, a, b, bv, T, lb_cur, lbv_cur = restore(checkpoint)
                 continue
@@ -852,13 +905,12 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
         T = new_T  # the plan, kernel and scalings are unchanged by the translation
         err = err_value
         n_iter = it
-        polish = err < tol and step != 1.0
+        polish = err < tol and mixed
         if polish:
-            # after a relaxed column step the column conditions are not exact, so
+            # after a mixed column step the column conditions are not exact, so
             # the row error understates the distance to the fixed point: finish
-            # with exact steps
-            relaxation.stop()
-            step = 1.0
+            # with an exact step
+            acceleration.stop()
         elif err < tol or it == max_iter:
             if ka_valid:
                 be.assign(a, a_prev)  # the plan is a_old K b
@@ -866,24 +918,23 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
                 status = "converged"
             break
         if not ka_valid:
-            row_update(a, kb, tmp, step)
+            xp.divide(alpha, kb, out=a)
         size_a = max(abs(log_alpha - math.log(kb_min)), abs(log_alpha - math.log(kb_max)))
-        if step != 1.0:  # a relaxed a is not alpha / kb
-            size_a = be.items(be.abs_max(xp.log(a, out=tmp)))[0]
         if size_a > tau or size_b > tau:
             st.absorb(xp.log(a), lb_cur, lbv_cur if has_virtual else None)
             a, b, bv, kv = st.a, st.b, st.b_virtual, st.kv
             lb_cur[...], lbv_cur = 0.0, 0.0
             ka_acc, ka_valid = st.col_sums, True  # a = 1: K^T a came with the rebuild
+            acceleration.restart()  # the history is in the old coordinates
         sched.update(it, err)
         if polish:
             sched.next = it + 1
-        relaxation.update(it, err)
+        acceleration.update(it, err, tol)
         checkpoint = (it, be.copy(a), be.copy(b), bv, T, be.copy(lb_cur), lbv_cur,
-                      dict(vars(relaxation)))
+                      acceleration.snapshot())
     st.a, st.b, st.b_virtual, st.gauge = a, b, bv, T
     st.log_b, st.log_b_virtual = lb_cur, lbv_cur
-    st.relaxation, st.sched = relaxation, sched
+    st.acceleration, st.sched = acceleration, sched
     return st, n_iter, err, status
 
 
@@ -914,7 +965,7 @@ def _sweep_blocks(pb, force=False):
 
 @torch.no_grad()
 def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
-           translate=True, relax=True, max_gap=None, backend=None, fused=None):
+           translate=True, accelerate=True, max_gap=None, backend=None, fused=None):
     """Validated-input core shared by :func:`p2ot` and :func:`sp2ot`.
 
     Returns ``plan, virtual, log`` where ``virtual`` is the implicit virtual
@@ -922,7 +973,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
     "converged", "max_iter", "numerical".
 
     Private knobs (benchmarks and tests): ``translate=False`` drops the
-    translation step, ``relax=False`` the over-relaxation (both off: plain
+    translation step, ``accelerate=False`` the Anderson mixing (both off: plain
     generalized scaling / Sinkhorn), ``max_gap`` sets
     the largest number of iterations between convergence checks (1: check
     every iteration), ``backend`` forces "numpy" or "torch".
@@ -939,7 +990,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
         n_absorb = 0
         if used == "scaling":
             st, n_iter, err, status = _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol,
-                                                     max_gap, translate, fused, relax)
+                                                     max_gap, translate, fused, accelerate)
             n_absorb = st.n_absorb
             if status == "fallback":
                 if method == "scaling":
@@ -953,12 +1004,18 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
                     )
                 used = "scaling+log"
                 u, v, v_virtual, gauge = st.potentials()
+                # the mixing history moves with it, from log b to v = v_absorbed + log b
+                offset = be.empty(pb.n_clusters + pb.has_virtual, acc=True)
+                offset[:pb.n_clusters] = be.cast(st.v, acc=True)
+                if pb.has_virtual:
+                    offset[pb.n_clusters] = st.v_virtual
+                st.acceleration.mixer.shift(offset)
                 for s, e in pb.blocks:  # W back to Chat
                     pb.fill_scaled_cost(s, e, pb.W[s:e])
                 pb.centred = True
                 u, v, v_virtual, gauge, more, err, status = _solve_log(
                     pb, u, v, v_virtual, gauge, max_iter - n_iter, tol, max_gap,
-                    relax=st.relaxation, start=n_iter, translate=translate, sched=st.sched
+                    accelerate=st.acceleration, start=n_iter, translate=translate, sched=st.sched
                 )
                 n_iter += more
             else:
@@ -969,7 +1026,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
             # exact row update: the kernel rows sum to alpha from the first iteration on
             u = pb.log_alpha - pb.row_lse(v, v_virtual)
             u, v, v_virtual, gauge, n_iter, err, status = _solve_log(
-                pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, relax, translate=translate
+                pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate, translate=translate
             )
         if used != "scaling":
             plan, virtual, sums = _log_plan(pb, u, v, v_virtual)
@@ -1198,13 +1255,16 @@ def p2ot(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, tol=1e-6,
       :math:`1 - \rho\varepsilon/(\lambda+\varepsilon)` per iteration
       (about 1500 iterations for ``rho=0.1`` at the defaults; typically
       10–50 with the step);
-    * once the error falls at a steady rate :math:`\mu` per iteration, both
-      half steps are over-relaxed in the log domain with the SOR factor
-      :math:`\omega = 2 / (1 + \sqrt{1 - \mu})` (at most 1.8; dropped if the
-      error stalls or grows, and for the last steps, so that the returned
-      plan meets the column conditions exactly). This cuts the iterations
-      1.5-5 times where they are many (``rho`` near 1, small ``epsilon``,
-      large ``kl_weight``) [5];
+    * the column potentials (K + 1 numbers) are Anderson-mixed [5]: each
+      iteration maps them to new ones through one row and one column update,
+      and the next iterate combines the last 5 of them so that their
+      residuals nearly cancel (a least-squares problem of size 5, no work on
+      the kernel). The fixed point, hence the plan, is unchanged; the last
+      step is exact, so that the returned plan meets the column conditions
+      exactly. Mixing restarts when the error spikes or stalls and stops at
+      the rounding noise of the dtype. This cuts the iterations 2-10 times
+      (4-5x fewer than the earlier over-relaxation [6] where they are many:
+      ``rho`` near 1, small ``epsilon``, large ``kl_weight``);
     * the potentials are stored relative to row and column minima of
       :math:`\hat C/\varepsilon` plus one float64 scalar, so that float32
       keeps enough precision to reach ``tol=1e-6`` even when
@@ -1239,7 +1299,9 @@ def p2ot(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, tol=1e-6,
     .. [4] Séjourné, T., Vialard, F.-X., Peyré, G. "Faster unbalanced optimal
        transport: translation invariant Sinkhorn and 1-D Frank-Wolfe."
        AISTATS 2022.
-    .. [5] Thibault, A., Chizat, L., Dossal, C., Papadakis, N. "Overrelaxed
+    .. [5] Walker, H. F., Ni, P. "Anderson acceleration for fixed-point
+       iterations." SIAM J. Numer. Anal. 2011.
+    .. [6] Thibault, A., Chizat, L., Dossal, C., Papadakis, N. "Overrelaxed
        Sinkhorn-Knopp algorithm for regularized optimal transport."
        Algorithms 2021.
 

@@ -418,7 +418,7 @@ def test_cuda_matches_cpu(dtype, method):
 
 
 # --------------------------------------------------------------------------- #
-# implementation paths: backends, fused sweeps, check schedule, relaxation,
+# implementation paths: backends, fused sweeps, check schedule, acceleration,
 # translation (private switches of the solver core)
 # --------------------------------------------------------------------------- #
 solve_core = p2ot_module._solve
@@ -491,7 +491,7 @@ def test_numerical_error_in_a_fast_window_restores_the_checked_iterate(monkeypat
 
 
 @pytest.mark.parametrize("rho, kl_weight", [(1.0, 10.0), (0.5, 100.0), (0.5, math.inf)])
-def test_relaxation_saves_iterations_and_keeps_the_plan(rho, kl_weight):
+def test_acceleration_saves_iterations_and_keeps_the_plan(rho, kl_weight):
     cost = random_cost(400, 10, seed=20)
     kwargs = dict(max_gap=1)
     plain, _, log_plain = solve_core(cost, rho, 0.05, kl_weight, 20000, 1e-13, "scaling",

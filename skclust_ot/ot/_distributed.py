@@ -9,9 +9,13 @@ so all ranks run the same number of iterations and collectives, and the plan
 equals the single-process plan on the concatenated rows.
 
 The loop is the exact log-domain generalized Sinkhorn with the translation
-step of :func:`skclust_ot.ot.p2ot`, in float64: simple and unconditionally
-stable. It is meant for the per-rank share of a training set, not for the
-single-process speed records of the scaling path.
+step and the Anderson mixing of :func:`skclust_ot.ot.p2ot`, in float64:
+simple and unconditionally stable. The mixing works on the K + 1 reduced
+column potentials, identical on every rank, so every rank mixes alike; the
+mixed vector is made bitwise common with one more MAX all-reduce (ranks
+with different LAPACK builds could round differently). It is meant for the
+per-rank share of a training set, not for the single-process speed records
+of the scaling path.
 """
 
 import builtins
@@ -21,7 +25,9 @@ import warnings
 import torch
 import torch.distributed as dist
 
+from ._backend import make_backend
 from ._p2ot import (
+    _Acceleration,
     _all_finite_tensor,
     _check_int,
     _check_real,
@@ -212,7 +218,11 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0):
 
     f = log_a - row_lse(g)
     err, status, n_iter = math.inf, "max_iter", 0
+    # Anderson mixing of the finite column potentials (see ``_p2ot``)
+    acceleration = _Acceleration(make_backend(c, "torch"), acc)
+    width = k + 1 if has_virtual else k
     for it in range(1, max_iter + 1):
+        g_prev = g
         # exact column update on the reduced column sums
         lse = _column_lse(comm, f[:, None] - c)
         g = g.clone()
@@ -227,16 +237,34 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0):
             g = g - t
             if not has_virtual:
                 g[k] = -math.inf
+        mixed = False
+        if acceleration.active:
+            x_next, mixed = acceleration.mix(it, max_iter, g_prev[:width], g[:width])
+            if mixed:
+                g_plain, g = g, g.clone()
+                g[:width] = comm.max(x_next)
         rows = row_lse(g)
         err = float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
+        if mixed and not math.isfinite(err):
+            # the mixed step overflowed: take the plain one, and plain steps from now on
+            acceleration.stop()
+            g, mixed = g_plain, False
+            rows = row_lse(g)
+            err = float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
         n_iter = it
         if not math.isfinite(err):
             status = "numerical"
             break
-        if err < tol:
+        polish = err < tol and mixed
+        if polish:
+            # a mixed column step leaves the column conditions inexact: end
+            # with an exact step
+            acceleration.stop()
+        elif err < tol:
             status = "converged"
             break
         if it < max_iter:
+            acceleration.update(it, err, tol)
             f = log_a - rows
     plan = torch.exp(f[:, None] + g[None, :k] - c)
     virtual = torch.exp(f + g[k]) if has_virtual else None

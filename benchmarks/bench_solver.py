@@ -263,8 +263,9 @@ def bench_iteration(report, bandwidth, repeats, quick):
         "on the float32 cost); `naive`: plain scaling on "
         "the raw kernel exp(-C/eps) (no stabilization, no translation; the fast path the "
         "stable one is measured against). Setup = t(m1) minus one iteration (offsets, "
-        "kernel, summary). With tol = 0 the adaptive over-relaxation switches on after a "
-        "few iterations, so its extra O(N) work per iteration is included.",
+        "kernel, summary). The Anderson mixing of the K + 1 column potentials is not in "
+        "these figures: with tol = 0 it stops at the rounding noise within a few dozen "
+        "iterations; its cost per iteration is measured separately below the table.",
     )
     rows = []
     for n, k in sizes:
@@ -291,8 +292,35 @@ def bench_iteration(report, bandwidth, repeats, quick):
         del cost
     report.add(table(["N×K", "method", "ms / iteration", "effective GB/s", "× two-pass bound",
                       "setup ms"], rows))
+    report.add(mixing_cost(sizes, repeats))
     if torch.cuda.is_available():
         bench_iteration_gpu(report, sizes, repeats)
+
+
+def mixing_cost(sizes, repeats):
+    """Time of one Anderson mixing call (K + 1 numbers) next to one iteration."""
+    from skclust_ot.ot._anderson import AndersonMixer
+    from skclust_ot.ot._backend import make_backend
+
+    rows = []
+    for n, k in sizes:
+        be = make_backend(torch.zeros(1, 1))
+        rng = np.random.default_rng(0)
+        xs = [rng.standard_normal(k + 1) for _ in range(16)]
+        gs = [x + 1e-3 * rng.standard_normal(k + 1) for x in xs]
+        mixer = AndersonMixer(be, floor=0.0)
+
+        def calls(count=200):
+            for i in range(count):
+                mixer.best = math.inf  # keep the history full and the mixing on
+                mixer.mix(xs[i % 16], gs[i % 16])
+        per = median_time(calls, repeats) / 200
+        it = SUMMARY.get("iteration", {}).get((n, k, "scaling"), (math.nan,))[0]
+        rows.append((f"{n:.0e}×{k}", f"{per * 1e6:.1f}", f"{it * 1e3:.2f}",
+                     f"{100 * per / it:.2f} %"))
+    return ("\nAnderson mixing (history 5, full): µs per call against the time of one "
+            "`scaling` iteration above.\n\n" + table(
+                ["N×K", "µs / mixing call", "ms / iteration", "share"], rows))
 
 
 def bench_iteration_gpu(report, sizes, repeats):
@@ -360,33 +388,36 @@ def bench_translation(report, quick):
     rho_grid = [0.1] if quick else [0.1, 0.5, 1.0]
     cost = make_cost(n, k, dtype=torch.float64, seed=1)
     report.section(
-        "3. Iterations: translation step (and over-relaxation) vs plain scaling",
+        "3. Iterations: translation step (and Anderson mixing) vs plain scaling",
         f"float64, N = {n}, K = {k}, costs -log softmax(3 z). Iterations until the L1 "
         "row-marginal error is below 1e-6 (checked every iteration) for the same solver "
-        "as plain generalized scaling (no translation, no relaxation; capped at "
+        "as plain generalized scaling (no translation, no mixing; capped at "
         f"{cap:,} iterations), with the translation step only, and as shipped "
-        "(translation + adaptive over-relaxation). Plan difference: max |Q - Q_plain| "
+        "(translation + Anderson mixing of the column potentials, with its safeguards and "
+        "the default check schedule's early checks). Plan difference: max |Q - Q_plain| "
         "between the shipped solver and plain scaling after both reached tol = 1e-13 "
         f"(entries of Q are ~1/(N K) = {1 / (n * k):.0e}; '—' where plain scaling did not "
         "reach it within the cap).",
     )
-    rows, ratios = [], []
+    rows, ratios, totals = [], [], []
     for rho in rho_grid:
         for eps in eps_grid:
             for lam in lam_grid:
-                def run(tol, translate=True, relax=True):
+                def run(tol, translate=True, accelerate=True):
                     return _p2ot._solve(cost, rho, eps, lam, cap, tol, "scaling", None,
-                                        translate=translate, relax=relax, max_gap=1)
+                                        translate=translate, accelerate=accelerate,
+                                        max_gap=1)
                 t0 = time.perf_counter()
                 iters = []
-                for kw in (dict(translate=False, relax=False), dict(relax=False), {}):
+                for kw in (dict(translate=False, accelerate=False), dict(accelerate=False),
+                           {}):
                     _, _, log = run(1e-6, **kw)
                     iters.append(log["n_iter"] if log["converged"] else None)
                 slow, mid, fast = iters
                 diff = None
                 if slow is not None:
                     plan_fast, _, lf = run(1e-13)
-                    plan_slow, _, ls = run(1e-13, translate=False, relax=False)
+                    plan_slow, _, ls = run(1e-13, translate=False, accelerate=False)
                     if lf["converged"] and ls["converged"]:
                         diff = (plan_fast - plan_slow).abs().max().item()
 
@@ -396,6 +427,7 @@ def bench_translation(report, quick):
                     if slow is None:
                         return cap / x, f"> {cap / x:.0f}"
                     return slow / x, fmt(slow / x)
+                totals.append((mid or 0, fast or 0))
                 r_mid, r_mid_txt = ratio(mid)
                 r_fast, r_fast_txt = ratio(fast)
                 SUMMARY.setdefault("translation", []).append((rho, r_mid, r_fast, diff))
@@ -410,6 +442,11 @@ def bench_translation(report, quick):
         if vals:
             report.add(f"\n{name}: fewest-saving cell {min(vals):.2f}×, median "
                        f"{statistics.median(vals):.1f}× fewer iterations than plain scaling.")
+    report.add(f"\nTotal iterations over the {len(totals)} cells: translation only "
+               f"{sum(t[0] for t in totals):,}, shipped {sum(t[1] for t in totals):,}."
+               + ("" if quick else " (The release before Anderson mixing, with adaptive SOR over-relaxation "
+               "instead, needed 1,003 in total, and 1.86× fewer than plain scaling in its "
+               "weakest rho < 1 cell, 0.5 / 0.5 / 0.1.)"))
 
 
 # --------------------------------------------------------------------------- #
@@ -744,7 +781,8 @@ def summary(report):
             rows.append(("stable path ≤ 3× the fast path per iteration (scaling / naive)",
                          ", ".join(f"{n:.0e}×{k}: {r:.2f}×" for (n, k), r in ratios.items()),
                          yes(max(ratios.values()) <= 3)))
-    tr = [t for t in SUMMARY.get("translation", []) if t[0] < 1]
+    every = SUMMARY.get("translation", [])
+    tr = [t for t in every if t[0] < 1]
     if tr:
         fast = [t[2] for t in tr if t[2] is not None]
         mid = [t[1] for t in tr if t[1] is not None]
@@ -753,6 +791,10 @@ def summary(report):
                      f"shipped: min {min(fast):.2f}×, {sum(r >= 2 for r in fast)}/{len(fast)} "
                      f"cells ≥ 2×; translation alone: min {min(mid):.2f}×",
                      yes(min(fast) >= 2)))
+        whole = [t[2] for t in every if t[2] is not None]
+        rows.append(("(the same, whole grid including rho = 1)",
+                     f"shipped: min {min(whole):.2f}×, {sum(r >= 2 for r in whole)}/{len(whole)} "
+                     "cells ≥ 2×", "—"))
         if diffs:
             rows.append(("same plan (≤ 1e-10, float64)", f"max {max(diffs):.1e} "
                          f"({len(diffs)}/{len(tr)} cells where plain scaling converged)",

@@ -280,6 +280,46 @@ def test_warm_start_from_nearby_problem_saves_iterations():
     assert warm_total < cold_total
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["auto", "log"])
+@pytest.mark.parametrize("backend", [None, "torch"])
+def test_out_receives_the_plan_without_another_array(dtype, method, backend):
+    cost = random_cost(120, 6, seed=30, dtype=dtype)
+    cost_before = cost.clone()
+    plan, _, log = solve_core(cost, 0.4, 0.1, 1.0, 1000, 1e-6, method, None, backend=backend)
+    out = torch.full_like(cost, math.nan)  # contents on entry are ignored
+    got, _, log_out = solve_core(cost, 0.4, 0.1, 1.0, 1000, 1e-6, method, None,
+                                 backend=backend, out=out)
+    assert got is out
+    torch.testing.assert_close(out, plan, rtol=0, atol=0)
+    assert log_out["n_iter"] == log["n_iter"]
+    torch.testing.assert_close(cost, cost_before, rtol=0, atol=0)
+    # the public entry point, reusing the buffer for a second problem
+    other = random_cost(120, 6, seed=31, dtype=dtype)
+    again, _ = p2ot(other, 0.4, method=method, out=out)
+    reference, _ = p2ot(other, 0.4, method=method)
+    assert again is out
+    torch.testing.assert_close(again, reference, rtol=0, atol=0)
+
+
+def test_out_is_validated():
+    cost = random_cost(20, 4, seed=32)
+    bad = [
+        (torch.empty(20, 5, dtype=cost.dtype), ValueError, "shape"),
+        (torch.empty(20, 4, dtype=torch.float32), ValueError, "dtype"),
+        (torch.empty(4, 20, dtype=cost.dtype).T, ValueError, "contiguous"),
+        (cost, ValueError, "share memory"),
+        (cost.view(-1).view(20, 4), ValueError, "share memory"),
+        (cost.numpy().copy(), TypeError, "torch.Tensor"),
+    ]
+    for out, error, match in bad:
+        with pytest.raises(error, match=match):
+            p2ot(cost, 0.5, out=out)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device"):
+            p2ot(cost, 0.5, out=torch.empty(20, 4, dtype=cost.dtype, device="cuda"))
+
+
 def test_warm_start_from_rho_one_potentials():
     cost = random_cost(80, 4, seed=14)
     _, log = p2ot(cost, 1.0)

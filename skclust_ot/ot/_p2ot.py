@@ -125,6 +125,27 @@ def _check_p2ot_params(cost, rho, epsilon, kl_weight, max_iter, tol, method):
     return rho, epsilon, kl_weight, max_iter, tol
 
 
+def _check_out(out, cost):
+    """``out`` is a tensor the plan may be written into (or None)."""
+    if out is None:
+        return None
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor or None, got {type(out).__name__}.")
+    for name, want, got in (("shape", tuple(cost.shape), tuple(out.shape)),
+                            ("dtype", cost.dtype, out.dtype),
+                            ("device", cost.device, out.device)):
+        if want != got:
+            raise ValueError(f"out must have the {name} of cost, {want}; got {got}.")
+    if not out.is_contiguous():
+        raise ValueError("out must be contiguous (it is swept row block by row block).")
+    if out.untyped_storage().data_ptr() == cost.untyped_storage().data_ptr():
+        raise ValueError(
+            "out must not share memory with cost: the solver re-reads cost whenever "
+            "it rebuilds its kernel."
+        )
+    return out
+
+
 def _accumulation_dtype(tensor):
     # float64 reductions where the backend has them (MPS has no float64)
     return torch.float32 if tensor.device.type == "mps" else torch.float64
@@ -155,7 +176,7 @@ def _accumulation_dtype(tensor):
 class _Problem:
     """Everything about one P²OT instance that does not change across iterations."""
 
-    def __init__(self, cost, rho, epsilon, kl_weight, backend):
+    def __init__(self, cost, rho, epsilon, kl_weight, backend, out=None):
         be = self.be = backend
         xp = be.xp
         n_samples, n_clusters = cost.shape
@@ -182,7 +203,8 @@ class _Problem:
             # the virtual column's zero cost takes part in the row minimum
             row_offset[row_offset > 0] = 0.0
         self.row_offset = row_offset
-        self.W = W = be.empty((n_samples, n_clusters))
+        # the work array: the caller's ``out`` (its contents are ignored) or new
+        self.W = W = be.empty((n_samples, n_clusters)) if out is None else be.wrap(out)
         col_offset = None
         for s, e in self.blocks:
             w = W[s:e]
@@ -965,7 +987,8 @@ def _sweep_blocks(pb, force=False):
 
 @torch.no_grad()
 def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
-           translate=True, accelerate=True, max_gap=None, backend=None, fused=None):
+           translate=True, accelerate=True, max_gap=None, backend=None, fused=None,
+           out=None):
     """Validated-input core shared by :func:`p2ot` and :func:`sp2ot`.
 
     Returns ``plan, virtual, log`` where ``virtual`` is the implicit virtual
@@ -982,7 +1005,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
     if max_gap is None:
         max_gap = _default_max_gap(*cost.shape)
     with be.errstate():
-        pb = _Problem(cost, rho, epsilon, kl_weight, be)
+        pb = _Problem(cost, rho, epsilon, kl_weight, be, out)
         v, v_virtual = _initial_column_potentials(pb, warm_start)
         gauge = pb.zero_gauge()
 
@@ -1041,7 +1064,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
             n_absorb=n_absorb,
             last_error=float(err),
         )
-        plan = be.unwrap(plan)
+        plan = be.unwrap(plan) if out is None else out  # plan is W, which is out
         if virtual is not None:
             virtual = be.unwrap(virtual)
     return plan, virtual, log
@@ -1147,7 +1170,7 @@ def _warn_if_failed(name, log, max_iter, tol, stacklevel):
 
 
 def p2ot(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, tol=1e-6,
-         method="auto", warm_start=None):
+         method="auto", warm_start=None, out=None):
     r"""Solve entropic progressive partial optimal transport (P²OT).
 
     Finds the plan :math:`Q \ge 0` (N×K) minimising
@@ -1193,6 +1216,13 @@ def p2ot(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, tol=1e-6,
         used: the row potentials are recomputed from ``g`` by one exact row
         update, which keeps the kernel well conditioned and lets ``g`` be
         reused when the rows change (``f`` may be None).
+    out : torch.Tensor or None, default=None
+        A contiguous tensor with the shape, dtype and device of ``cost``, not
+        sharing its memory, to hold the plan: the solver then uses it as its
+        one N×K work array instead of allocating one, and returns it. Its
+        contents on entry are ignored. For repeated solves of one size
+        (reuse the buffer) or when the memory for a second N×K array is
+        short.
 
     Returns
     -------
@@ -1326,6 +1356,8 @@ def p2ot(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, tol=1e-6,
     rho, epsilon, kl_weight, max_iter, tol = _check_p2ot_params(
         cost, rho, epsilon, kl_weight, max_iter, tol, method
     )
-    plan, _, log = _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start)
+    out = _check_out(out, cost)
+    plan, _, log = _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start,
+                          out=out)
     _warn_if_failed("p2ot", log, max_iter, tol, stacklevel=3)
     return plan, log

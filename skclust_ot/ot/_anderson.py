@@ -72,7 +72,6 @@ class AndersonMixer:
         self.best = math.inf
         self.n_restarts = 0
         self.size = math.inf  # largest residual entry at the last call
-        self._eyes = [np.eye(c) for c in range(memory + 1)]
 
     def restart(self):
         self.count = self.pos = 0
@@ -105,7 +104,9 @@ class AndersonMixer:
         """The next iterate after ``x``, given ``g = G(x)``: mixed, or ``g`` itself.
 
         Returns ``(x_next, mixed)``. ``g`` is copied into the history, so the
-        caller may reuse its buffer; one host read per call (two scalars).
+        caller may reuse its buffer. The m x m system and the residual size
+        go to the host in one read (one synchronization on a GPU), where the
+        decisions and the solve are made in float64 on any device.
         """
         if not self.active:
             return g, False
@@ -124,10 +125,7 @@ class AndersonMixer:
             column = self.d_f[:count] @ self.d_f[slot]
             self.gram[slot, :count] = column
             self.gram[:count, slot] = column
-        gamma = None
-        if count:
-            gamma = self._solve(self.gram[:count, :count], self.d_f[:count] @ f)
-        size, gamma_size = be.items(be.abs_max(f), 0.0 if gamma is None else be.abs_max(gamma))
+        size, gram, rhs = self._to_host(f, count)
         self.size = size
         if not size >= self.floor:  # below the rounding noise, or NaN
             self.stop()
@@ -136,36 +134,51 @@ class AndersonMixer:
             # the mixed steps went astray: start a new history from here
             self.n_restarts += 1
             self.restart()
-            count, gamma = 0, None
+            count = 0
         elif self.f_prev is not None:
             self.pos = (self.pos + 1) % self.memory
         self.count = count
         self.best = min(self.best, size)
         self.f_prev, self.g_prev = f, be.copy(g)
-        if gamma is None:
+        if not count:
             return g, False
-        if not gamma_size < math.inf:  # singular system
+        gamma = _solve(gram, rhs)
+        if gamma is None:  # singular or non-finite system
             self.n_restarts += 1
             self.count = self.pos = 0
             return g, False
+        if be.name != "numpy":
+            gamma = torch.as_tensor(gamma, dtype=be.acc, device=be.device)
         return g - gamma @ self.d_g[:count], True
 
-    def _solve(self, gram, rhs):
-        """gamma from the regularized normal equations (NaN where they fail)."""
+    def _to_host(self, f, count):
+        """(max |f|, Gram matrix, right-hand side) as a float and float64 NumPy arrays."""
         be = self.be
+        size = be.abs_max(f)
+        if not count:
+            return be.items(size)[0], None, None
+        gram, rhs = self.gram[:count, :count], self.d_f[:count] @ f
         if be.name == "numpy":
-            # LAPACK's Cholesky solve straight away: np.linalg.solve costs 4x
-            # more on these 1x1 to 5x5 systems, as much as the rest of a call
-            reg = _REGULARIZATION * np.trace(gram) + self._tiny
-            _, gamma, info = dposv(gram + reg * self._eyes[gram.shape[0]], rhs)
-            return gamma if info == 0 else np.full_like(rhs, math.nan)
-        reg = _REGULARIZATION * torch.diagonal(gram).sum() + self._tiny
-        gram = gram + reg * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-        # solve_ex: no host synchronization for the error check
-        gamma, info = torch.linalg.solve_ex(gram, rhs)
-        return torch.where(info == 0, gamma, torch.full_like(gamma, math.nan))
+            return float(size), gram, rhs
+        packed = torch.cat([size.reshape(1), gram.reshape(-1), rhs]).to("cpu", torch.float64)
+        packed = packed.numpy()
+        return float(packed[0]), packed[1:1 + count * count].reshape(count, count), \
+            packed[1 + count * count:]
 
-    @property
-    def _tiny(self):
-        be = self.be
-        return float(np.finfo(be.acc).tiny if be.name == "numpy" else torch.finfo(be.acc).tiny)
+
+_EYES = [np.eye(c) for c in range(33)]
+
+
+def _solve(gram, rhs):
+    """gamma from the regularized normal equations (float64), or None if they fail.
+
+    LAPACK's Cholesky solve straight away: ``np.linalg.solve`` costs 4x more
+    on these 1x1 to 5x5 systems, as much as the rest of a mixing call.
+    """
+    m = gram.shape[0]
+    reg = _REGULARIZATION * np.trace(gram) + np.finfo(np.float64).tiny
+    eye = _EYES[m] if m < len(_EYES) else np.eye(m)
+    _, gamma, info = dposv(gram + reg * eye, rhs)
+    if info != 0 or not np.isfinite(gamma).all():
+        return None
+    return gamma

@@ -165,7 +165,6 @@ def test_least_squares_failures_give_no_step():
     from skclust_ot.ot._anderson import _solve
 
     assert _solve(np.array([[math.nan]]), np.array([1.0])) is None
-    assert _solve(np.array([[math.inf, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0])) is None
     np.testing.assert_array_equal(_solve(np.zeros((2, 2)), np.zeros(2)), np.zeros(2))
     gram = np.array([[4.0, 2.0], [2.0, 3.0]])
     np.testing.assert_allclose(_solve(gram, np.array([1.0, 2.0])),

@@ -445,9 +445,10 @@ def bench_translation(report, quick):
                        f"{statistics.median(vals):.1f}× fewer iterations than plain scaling.")
     report.add(f"\nTotal iterations over the {len(totals)} cells: translation only "
                f"{sum(t[0] for t in totals):,}, shipped {sum(t[1] for t in totals):,}."
-               + ("" if quick else " (The release before Anderson mixing, with adaptive SOR over-relaxation "
-               "instead, needed 1,003 in total, and 1.86× fewer than plain scaling in its "
-               "weakest rho < 1 cell, 0.5 / 0.5 / 0.1.)"))
+               + ("" if quick else
+                  " (The release before Anderson mixing, with adaptive SOR over-relaxation "
+                  "instead, needed 1,003 in total, and 1.86× fewer than plain scaling in its "
+                  "weakest rho < 1 cell, 0.5 / 0.5 / 0.1.)"))
 
 
 # --------------------------------------------------------------------------- #

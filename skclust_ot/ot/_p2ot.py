@@ -419,7 +419,9 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate=Tr
     (by reference) so that the last finite one can be restored. ``start``
     iterations were already done by the scaling path before a fallback, whose
     check schedule and ``_Acceleration`` (passed as ``sched`` and
-    ``accelerate``) then carry on, its history restarted.
+    ``accelerate``, its history already moved from log b to v) then carry on,
+    so that a solve that falls back early follows the iterates of a pure
+    log-domain solve.
     """
     be = pb.be
     u, v = be.cast(u, acc=True), be.cast(v, acc=True)

@@ -56,7 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None,
                         help="markdown output (default docs/solver_benchmark.md for a full run)")
     parser.add_argument("--sections",
-                        default="bandwidth,iteration,small,translation,pot,memory,safety,knn",
+                        default="bandwidth,iteration,gpu,small,translation,pot,memory,safety,"
+                                "knn",
                         help="comma-separated subset of the sections")
     parser.add_argument("--knn-full", action="store_true",
                         help="build the kNN graph at N = 1e5 instead of extrapolating from 2e4")
@@ -293,8 +294,6 @@ def bench_iteration(report, bandwidth, repeats, quick):
     report.add(table(["N×K", "method", "ms / iteration", "effective GB/s", "× two-pass bound",
                       "setup ms"], rows))
     report.add(mixing_cost(sizes, repeats))
-    if torch.cuda.is_available():
-        bench_iteration_gpu(report, sizes, repeats)
 
 
 def mixing_cost(sizes, repeats):
@@ -341,18 +340,44 @@ def bench_iteration_gpu(report, sizes, repeats):
     t_triad = median_time(sync(lambda: torch.add(x, z, alpha=3.0, out=y)), repeats * 2)
     bw = max(2 * 4 * n / t_copy, 3 * 4 * n / t_triad) / 1e9
     del x, y, z
-    rows = []
+    rows, solves = [], []
     for n, k in sizes:
         cost = make_cost(n, k).to(dev)
         bound = 2 * n * k * 4 / (bw * 1e9)
         for name, method in [("scaling", "scaling"), ("log", "log")]:
             per, t1 = per_iteration(sync(lambda m: solve_iters(cost, m, method=method)),
                                     bound * (1 if method == "scaling" else 10), repeats)
+            SUMMARY.setdefault("gpu", []).append((n, k, name, per / bound))
             rows.append((f"{n:.0e}×{k}", name, f"{per * 1e3:.3f}", f"**{per / bound:.2f}**",
                          f"{(t1 - per) * 1e3:.0f}"))
+        # a whole cold solve to tol = 1e-6: does the mixing (one host read per
+        # iteration) pay on this device?
+        for accelerate in (False, True):
+            def solve():
+                return _p2ot._solve(cost, RHO, EPS, LAM, 1000, 1e-6, "auto", None,
+                                    accelerate=accelerate)
+            t, (_, _, log) = median_time(sync(solve), repeats, keep=True)
+            solves.append((f"{n:.0e}×{k}", "yes" if accelerate else "no",
+                           str(log["n_iter"]), f"{t * 1e3:.2f}"))
+        del cost
     report.add(f"\nGPU: {torch.cuda.get_device_name()}, measured bandwidth {bw:.0f} GB/s "
                "(best of copy / triad).\n")
     report.add(table(["N×K", "method", "ms / iteration", "× two-pass bound", "setup ms"], rows))
+    report.add("\nCold solves to tol = 1e-6 on the GPU (float32, everything included), "
+               f"median of {repeats}, with and without the Anderson mixing.\n")
+    report.add(table(["N×K", "mixing", "iterations", "ms"], solves))
+
+
+def bench_gpu(report, repeats, quick):
+    sizes = [(20000, 100), (20000, 1000)] if quick else [(100000, 100), (100000, 1000),
+                                                        (1000000, 100)]
+    report.section("2c. GPU")
+    if not torch.cuda.is_available():
+        report.add("No CUDA device in this run: nothing measured. On a machine with one, "
+                   "`python benchmarks/bench_solver.py --sections gpu --out "
+                   "docs/solver_benchmark_gpu.md` runs this section alone (a few minutes).")
+        return
+    bench_iteration_gpu(report, sizes, repeats)
 
 
 def bench_small(report, repeats, quick):
@@ -839,6 +864,12 @@ def summary(report):
         rows.append(("kNN graph N = 1e5, d = 384, k = 20 under a minute",
                      f"{est:.0f} s with {threads} threads" + ("" if full else " (extrapolated)"),
                      yes(est < 60)))
+    gpu = SUMMARY.get("gpu", [])
+    if gpu:
+        rows.append(("GPU: time per iteration against the GPU's measured bandwidth "
+                     "(scaling; no target)",
+                     ", ".join(f"{n:.0e}×{k}: {r:.2f}×" for n, k, name, r in gpu
+                               if name == "scaling"), "—"))
     report.section("Summary against the targets of the issue")
     report.add(table(["target", "this run", "met"], rows))
 
@@ -872,6 +903,8 @@ def main():
         bandwidth = bench_bandwidth(report, repeats, quick)
     if "iteration" in sections:
         bench_iteration(report, bandwidth, repeats, quick)
+    if "gpu" in sections:
+        bench_gpu(report, repeats, quick)
     if "small" in sections:
         bench_small(report, repeats, quick)
     if "translation" in sections:

@@ -191,8 +191,11 @@ def _column_lse(comm, x):
     return torch.log(total) + safe
 
 
-def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0):
-    """Exact log-domain P²OT on this rank's rows. Potentials in units of epsilon."""
+def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0, accelerate=True):
+    """Exact log-domain P²OT on this rank's rows. Potentials in units of epsilon.
+
+    ``accelerate=False`` (benchmarks) drops the Anderson mixing.
+    """
     acc = torch.float64
     c = cost.to(acc) / epsilon
     n_local, k = c.shape
@@ -219,7 +222,7 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0):
     f = log_a - row_lse(g)
     err, status, n_iter = math.inf, "max_iter", 0
     # Anderson mixing of the finite column potentials (see ``_p2ot``)
-    acceleration = _Acceleration(make_backend(c, "torch"), acc)
+    acceleration = _Acceleration(make_backend(c, "torch"), acc, accelerate)
     width = k + 1 if has_virtual else k
     for it in range(1, max_iter + 1):
         g_prev = g

@@ -14,8 +14,12 @@ def numpy_backend():
     return make_backend(torch.zeros(1, 1, dtype=torch.float64))
 
 
-def torch_backend():
-    return make_backend(torch.zeros(1, 1, dtype=torch.float64), "torch")
+def torch_backend(device="cpu"):
+    return make_backend(torch.zeros(1, 1, dtype=torch.float64, device=device), "torch")
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])]
 
 
 def linear_map(d=20, radius=0.95, seed=0):
@@ -56,12 +60,14 @@ def test_mixing_reaches_the_same_fixed_point_in_far_fewer_iterations():
     np.testing.assert_allclose(mixed, fixed, atol=1e-9)
 
 
-def test_torch_backend_mixes_like_numpy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_backend_mixes_like_numpy(device):
     a, c, fixed = linear_map(seed=1)
     x0 = np.zeros(len(c))
     ref, n_ref, _ = iterate(AndersonMixer(numpy_backend(), floor=0.0), a, c, x0, 500, 1e-10)
-    out, n_out, _ = iterate(AndersonMixer(torch_backend(), floor=0.0), a, c, x0, 500, 1e-10,
-                            to_array=lambda t: t.numpy(), from_array=torch.from_numpy)
+    out, n_out, _ = iterate(AndersonMixer(torch_backend(device), floor=0.0), a, c, x0, 500,
+                            1e-10, to_array=lambda t: t.cpu().numpy(),
+                            from_array=lambda x: torch.from_numpy(x).to(device))
     assert n_out == n_ref
     np.testing.assert_allclose(out, ref, atol=1e-12)
     np.testing.assert_allclose(out, fixed, atol=1e-9)

@@ -455,6 +455,11 @@ def test_cuda_matches_cpu(dtype, method):
     assert log_gpu["converged"]
     atol = 1e-5 / 512 if dtype == torch.float32 else 1e-10 / 512
     torch.testing.assert_close(plan_gpu.cpu(), plan_cpu, rtol=0, atol=atol)
+    # the plan written into a caller's buffer on the device
+    out = torch.empty_like(plan_gpu)
+    plan_out, _ = p2ot(cost.cuda(), 0.3, method=method, out=out)
+    assert plan_out is out
+    torch.testing.assert_close(out, plan_gpu, rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------- #

@@ -320,6 +320,32 @@ def test_out_is_validated():
             p2ot(cost, 0.5, out=torch.empty(20, 4, dtype=cost.dtype, device="cuda"))
 
 
+def test_out_is_left_untouched_by_an_invalid_warm_start():
+    cost = random_cost(20, 4, seed=33)
+    out = torch.full_like(cost, 7.0)
+    with pytest.raises(ValueError, match="warm_start"):
+        p2ot(cost, 0.5, warm_start=(None, torch.zeros(3, dtype=cost.dtype)), out=out)
+    with pytest.raises(ValueError, match="non-finite"):
+        p2ot(cost, 0.5, warm_start=(None, torch.full((5,), math.nan, dtype=cost.dtype)),
+             out=out)
+    assert bool((out == 7.0).all())
+
+
+def test_out_overlap_is_judged_on_the_bytes_used():
+    # views of one buffer: rejected when their elements overlap, accepted when disjoint
+    buffer = torch.from_numpy(random_cost(61, 4, seed=34).numpy())
+    cost = buffer[:30]
+    with pytest.raises(ValueError, match="share memory"):
+        p2ot(cost, 0.3, out=buffer[1:31])
+    disjoint = buffer[31:61]
+    plan, _ = p2ot(cost, 0.3, out=disjoint)
+    reference, _ = p2ot(cost.clone(), 0.3)
+    assert plan is disjoint
+    torch.testing.assert_close(plan, reference, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="grad"):
+        p2ot(cost, 0.3, out=torch.zeros_like(cost, requires_grad=True))
+
+
 def test_warm_start_from_rho_one_potentials():
     cost = random_cost(80, 4, seed=14)
     _, log = p2ot(cost, 1.0)
@@ -533,6 +559,38 @@ def test_numerical_error_in_a_fast_window_restores_the_checked_iterate(monkeypat
     assert calls["n"] > 6 and torch.isfinite(plan).all() and log["converged"]
     reference, _, _ = solve_core(cost, 0.4, 0.1, 1.0, 1000, 1e-12, "log", None)
     torch.testing.assert_close(plan, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed, n, k, dtype", [(1, 60, 20, torch.float64),
+                                                (1, 300, 5, torch.float32),
+                                                (3, 60, 5, torch.float32)])
+def test_log_path_replays_a_mixed_step_that_overflows(seed, n, k, dtype):
+    # balanced columns at rho = 1: shifting every column potential by one
+    # constant leaves the plan unchanged, and an early mixed step can shoot far
+    # along that direction; the log path must replay with plain steps (as the
+    # scaling path does), not stop at NaN
+    gen = torch.Generator().manual_seed(seed)
+    cost = cost_from_logits(3 * torch.randn(n, k, generator=gen, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plan, log = p2ot(cost.to(dtype), 1.0, epsilon=0.01, kl_weight=math.inf, method="log",
+                         max_iter=3000)
+    assert log["status"] != "numerical" and torch.isfinite(plan).all()
+    assert log["row_error"] < 1e-3
+
+
+def test_tol_zero_and_exact_zero_errors_do_not_break_the_acceleration():
+    # an exactly zero error at a check used to divide by zero in the prediction
+    # of the last (exact) step
+    cost = cost_from_logits(torch.randn(50, 5, generator=torch.Generator().manual_seed(0),
+                                        dtype=torch.float64))
+    with pytest.warns(ConvergenceWarning):
+        plan, log = p2ot(cost, 0.3, tol=0.0, max_iter=200)
+    assert log["status"] == "max_iter" and log["row_error"] < 1e-12
+    acceleration = p2ot_module._Acceleration(p2ot_module.make_backend(cost), cost.dtype)
+    acceleration.update(1, 0.0, 1e-6)
+    acceleration.update(2, 0.0, 1e-6)  # previous error exactly 0
+    assert acceleration.exact_next
 
 
 @pytest.mark.parametrize("rho, kl_weight", [(1.0, 10.0), (0.5, 100.0), (0.5, math.inf)])

@@ -12,8 +12,9 @@ The loop is the exact log-domain generalized Sinkhorn with the translation
 step and the Anderson mixing of :func:`skclust_ot.ot.p2ot`, in float64:
 simple and unconditionally stable. The mixing works on the K + 1 reduced
 column potentials, identical on every rank, so every rank mixes alike; the
-mixed vector is made bitwise common with one more MAX all-reduce (ranks
-with different LAPACK builds could round differently). It is meant for the
+decision to mix and the mixed vector are made common with one more MAX
+all-reduce while the mixing is on (ranks with different LAPACK builds could
+round differently). It is meant for the
 per-rank share of a training set, not for the single-process speed records
 of the scaling path.
 """
@@ -243,9 +244,16 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0, accel
         mixed = False
         if acceleration.active:
             x_next, mixed = acceleration.mix(it, max_iter, g_prev[:width], g[:width])
+            # one MAX all-reduce of (mixed?, next iterate) on every rank while the
+            # mixing is active (its activity follows reduced values only), so
+            # that ranks agree on both even if their LAPACK builds round
+            # differently
+            agreed = comm.max(torch.cat([torch.ones(1, dtype=acc, device=c.device) * mixed,
+                                         x_next]))
+            mixed = bool(agreed[0] > 0)
             if mixed:
                 g_plain, g = g, g.clone()
-                g[:width] = comm.max(x_next)
+                g[:width] = agreed[1:]
         rows = row_lse(g)
         err = float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
         if mixed and not math.isfinite(err):

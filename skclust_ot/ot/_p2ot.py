@@ -138,12 +138,22 @@ def _check_out(out, cost):
             raise ValueError(f"out must have the {name} of cost, {want}; got {got}.")
     if not out.is_contiguous():
         raise ValueError("out must be contiguous (it is swept row block by row block).")
-    if out.untyped_storage().data_ptr() == cost.untyped_storage().data_ptr():
+    if out.requires_grad:
+        raise ValueError("out must not require grad (the plan is computed without autograd).")
+    (out_start, out_end), (cost_start, cost_end) = _extent(out), _extent(cost)
+    if out.device == cost.device and out_start < cost_end and cost_start < out_end:
         raise ValueError(
             "out must not share memory with cost: the solver re-reads cost whenever "
             "it rebuilds its kernel."
         )
     return out
+
+
+def _extent(tensor):
+    """[first, last + 1) byte addresses of a tensor's elements (torch strides are >= 0)."""
+    start = tensor.data_ptr()
+    last = sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+    return start, start + (last + 1) * tensor.element_size()
 
 
 def _accumulation_dtype(tensor):
@@ -450,7 +460,12 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate=Tr
                                      pb.all_finite(s_v, s_vv, s_lse, s_gauge))
         return err_value, bool(finite) and math.isfinite(err_value)
 
-    for it in range(start + 1, max_iter + 1):
+    # the loop state at the last check, for a replay with plain steps when a
+    # mixed step overflowed (NaN/inf from exact steps do not heal)
+    checkpoint = (start, u, v, v_virtual, gauge, acceleration.snapshot())
+    it = start
+    while it < max_iter:
+        it += 1
         new_v, new_v_virtual = pb.column_update(u, gauge)
         mixed = False
         if acceleration.active:
@@ -469,6 +484,12 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate=Tr
         window.append((it, u, new_v, new_v_virtual, gauge, lse))
         if sched.due(it) or acceleration.near(tol):
             err_value, ok = evaluate(window[-1])
+            if not ok and acceleration.mixed_since_check:
+                # a mixed step overshot: back to the last check, plain steps from there
+                it, u, v, v_virtual, gauge, mixing = checkpoint
+                acceleration.rewind(mixing)
+                window.clear()
+                continue
             if not ok:
                 # NaN/inf do not heal: restore the iterate before the first bad one
                 status = "numerical"
@@ -492,6 +513,8 @@ def _solve_log(pb, u, v, v_virtual, gauge, max_iter, tol, max_gap, accelerate=Tr
             if polish:
                 sched.next = it + 1
             acceleration.update(it, err, tol)
+            checkpoint = (it, pb.log_alpha - lse, v, v_virtual, gauge,
+                          acceleration.snapshot())
         # the last pass skips this: ending on a column update keeps the
         # virtual mass exact
         u = pb.log_alpha - lse
@@ -742,8 +765,8 @@ class _Acceleration:
         # fast enough for the next step to reach tol, take that step exact
         # rather than mixed, which saves the extra step in short solves
         # (warm starts, large epsilon)
-        self.exact_next = (self.err_last is not None
-                           and err * min(1.0, err / self.err_last) < tol)
+        ratio = min(1.0, err / self.err_last) if self.err_last else 1.0
+        self.exact_next = self.err_last is not None and err * ratio < tol
         self.err_last = err
 
 
@@ -917,6 +940,7 @@ def _solve_scaling(pb, v, v_virtual, gauge, max_iter, tol, max_gap, translate=Tr
             st.absorb(xp.log(a), lb_cur, lbv)
             a, b, bv, kv = st.a, st.b, st.b_virtual, st.kv
             lb_cur[...], lbv_cur = 0.0, 0.0
+            acceleration.restart()  # the history is in the old coordinates
             be.matvec(W, b, kb)
             if has_virtual:
                 xp.add(kb, kv, out=kb)
@@ -1006,9 +1030,10 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
     be = make_backend(cost, backend)
     if max_gap is None:
         max_gap = _default_max_gap(*cost.shape)
+    g = _check_warm_start(warm_start, cost)
     with be.errstate():
         pb = _Problem(cost, rho, epsilon, kl_weight, be, out)
-        v, v_virtual = _initial_column_potentials(pb, warm_start)
+        v, v_virtual = _initial_column_potentials(pb, g)
         gauge = pb.zero_gauge()
 
         used = "log" if method == "log" else "scaling"
@@ -1102,27 +1127,39 @@ class _Sums:
         self.rows[start:stop] = rows
 
 
-def _initial_column_potentials(pb, warm_start):
-    """Centred column potentials (v, v_virtual) from ``warm_start`` or cold."""
+def _check_warm_start(warm_start, cost):
+    """The column potentials g of ``warm_start`` (accumulation dtype, cost's device), or None.
+
+    Runs before anything is written, so that an invalid ``warm_start`` leaves
+    a caller's ``out`` untouched.
+    """
     if warm_start is None:
-        return pb.cold_start()
+        return None
     if not (isinstance(warm_start, (tuple, list)) and len(warm_start) == 2):
         raise ValueError(
             "warm_start must be a pair (f, g) such as log['potentials'] of a previous "
             f"call, got {type(warm_start).__name__}."
         )
     g = warm_start[1]
-    k = pb.n_clusters
+    k = cost.shape[1]
     if not isinstance(g, torch.Tensor) or g.ndim != 1 or g.shape[0] != k + 1:
         shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
         raise ValueError(
             f"warm_start[1] (column potentials g) must be a 1-D tensor of length "
             f"n_clusters + 1 = {k + 1}, got {shape}."
         )
-    be = pb.be
-    g = be.wrap(g.detach().to(dtype=_accumulation_dtype(pb.cost), device=pb.cost.device))
-    if not be.items(pb.all_finite(g[:k]))[0]:
+    g = g.detach().to(dtype=_accumulation_dtype(cost), device=cost.device)
+    if not bool(torch.isfinite(g[:k]).all()):
         raise ValueError("warm_start[1] has non-finite real-column potentials.")
+    return g
+
+
+def _initial_column_potentials(pb, g):
+    """Centred column potentials (v, v_virtual) from checked potentials ``g`` or cold."""
+    if g is None:
+        return pb.cold_start()
+    be, k = pb.be, pb.n_clusters
+    g = be.wrap(g)
     v = be.cast(g[:k] / pb.epsilon - pb.col_offset_acc)
     v_virtual = None
     if pb.has_virtual:

@@ -978,24 +978,20 @@ def main():
     bandwidth = None
     if sections & {"bandwidth", "iteration"}:
         bandwidth = bench_bandwidth(report, repeats, quick)
-    if "iteration" in sections:
-        bench_iteration(report, bandwidth, repeats, quick)
-    if "gpu" in sections:
-        bench_gpu(report, repeats, quick)
-    if "small" in sections:
-        bench_small(report, repeats, quick)
-    if "translation" in sections:
-        bench_translation(report, quick)
-    if "distributed" in sections:
-        bench_distributed(report, repeats, quick)
-    if "pot" in sections:
-        bench_pot(report, repeats, quick)
-    if "memory" in sections:
-        bench_memory(report, quick)
-    if "safety" in sections:
-        bench_safety(report, quick)
-    if "knn" in sections:
-        bench_knn(report, repeats, quick, ARGS.knn_full)
+    runs = {  # in report order
+        "iteration": lambda: bench_iteration(report, bandwidth, repeats, quick),
+        "gpu": lambda: bench_gpu(report, repeats, quick),
+        "small": lambda: bench_small(report, repeats, quick),
+        "translation": lambda: bench_translation(report, quick),
+        "distributed": lambda: bench_distributed(report, repeats, quick),
+        "pot": lambda: bench_pot(report, repeats, quick),
+        "memory": lambda: bench_memory(report, quick),
+        "safety": lambda: bench_safety(report, quick),
+        "knn": lambda: bench_knn(report, repeats, quick, ARGS.knn_full),
+    }
+    for name, run in runs.items():
+        if name in sections:
+            run()
     summary(report)
     report.add(f"\n_Total time {time.perf_counter() - start:.0f} s; load average at the end "
                f"{os.getloadavg()[0]:.1f}._")

@@ -132,10 +132,6 @@ class NumpyBackend:
         return float(np.dot(x, y))
 
     @staticmethod
-    def power(x, exponent, out):
-        return np.power(x, exponent, out=out)
-
-    @staticmethod
     def abs_max(x):
         return float(np.abs(x).max())
 
@@ -238,10 +234,6 @@ class TorchBackend:
     @staticmethod
     def dot(x, y):
         return torch.dot(x, y)
-
-    @staticmethod
-    def power(x, exponent, out):
-        return torch.pow(x, exponent, out=out)
 
     @staticmethod
     def abs_max(x):

@@ -12,21 +12,13 @@ import warnings
 
 import torch
 
+from ..exceptions import ConvergenceWarning
 from ._anderson import MEMORY, AndersonMixer
 from ._backend import make_backend
 
 __all__ = ["ConvergenceWarning", "cost_from_logits", "p2ot"]
 
 _METHODS = ("auto", "scaling", "log")
-
-
-class ConvergenceWarning(UserWarning):
-    """Warned when an optimal-transport solver stops before meeting its tolerance.
-
-    The returned plan is still the best iterate found (its marginal errors are
-    in the solver's ``log``), but it may violate the constraints by more than
-    ``tol``.
-    """
 
 
 def cost_from_logits(logits):

@@ -3,9 +3,10 @@
 Pure torch: every function follows the device and dtype of its input tensors.
 """
 
+from ..exceptions import ConvergenceWarning
 from ._distributed import Communicator, p2ot_distributed, sp2ot_distributed
 from ._graph import knn_graph
-from ._p2ot import ConvergenceWarning, cost_from_logits, p2ot
+from ._p2ot import cost_from_logits, p2ot
 from ._schedules import rho_schedule
 from ._sp2ot import sp2ot
 

@@ -27,14 +27,9 @@ import torch
 import torch.distributed as dist
 
 from ._backend import make_backend
-from ._p2ot import (
-    _Acceleration,
-    _all_finite_tensor,
-    _check_int,
-    _check_real,
-    _warn_if_failed,
-)
+from ._p2ot import _Acceleration, _warn_if_failed
 from ._sp2ot import _majorize_minimize, _p2ot_objective
+from ._validation import _all_finite_tensor, _check_int, _check_real
 
 __all__ = ["Communicator", "p2ot_distributed", "sp2ot_distributed"]
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from ._p2ot import _all_finite_tensor, _check_int, _check_real
+from ._validation import _all_finite_tensor, _check_int, _check_real
 
 __all__ = ["knn_graph"]
 

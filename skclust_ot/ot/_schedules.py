@@ -2,7 +2,7 @@
 
 import math
 
-from ._p2ot import _check_real
+from ._validation import _check_real
 
 __all__ = ["rho_schedule"]
 

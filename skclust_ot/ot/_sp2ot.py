@@ -5,15 +5,9 @@ import warnings
 
 import torch
 
-from ._p2ot import (
-    ConvergenceWarning,
-    _accumulation_dtype,
-    _check_int,
-    _check_p2ot_params,
-    _check_real,
-    _solve,
-    _warn_if_failed,
-)
+from ..exceptions import ConvergenceWarning
+from ._p2ot import _solve, _warn_if_failed
+from ._validation import _accumulation_dtype, _check_int, _check_p2ot_params, _check_real
 
 __all__ = ["sp2ot"]
 

@@ -1,13 +1,10 @@
 """SP2OTClustering: the scikit-learn estimator (validation and orchestration)."""
 
-import copy
-import importlib.util
 import math
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from sklearn.base import (
     BaseEstimator,
@@ -16,38 +13,17 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.manifold import spectral_embedding
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import LRScheduler, ProgressBar
 from torch import nn
 
-from .nn import (
-    ClusterModule,
-    CosineHead,
-    FeatureViews,
-    FullDataPseudoLabels,
-    MLPEncoder,
-    PaddedShuffleSampler,
-    PseudoLabeler,
-    PseudoLabelStats,
-    RhoScheduler,
-    SoftTargetCrossEntropy,
-    SP2OTNet,
-    Standardize,
-)
-from ._stats import (
-    _STATS_CHUNK,
-    _column_moments,
-    _init_rows,
-    _robust_statistics,
-    _sample_rows,
-    _torch_index,
-    _warn_if_outliers_dominate,
-)
+from . import _defaults as defaults
+from ._builders import build_module, build_net, build_pseudo_labeler, fit_preprocessing
+from ._config import OPTIMIZERS, draw_seed, resolve_config
+from ._parallel import Shards, collectively
+from ._stats import _STATS_CHUNK
+from ._start import STARTS, StartData, fit_module_to_start
+from .exceptions import ConvergenceWarning, _external_stacklevel
 from .ot import Communicator, knn_graph
 
 __all__ = ["SP2OTClustering", "VARIANTS"]
@@ -63,26 +39,23 @@ VARIANTS = {
                  "rho_schedule": "constant"},
 }
 
-_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-_MLP_DEFAULTS = {"hidden_dims": (256,), "embedding_dim": 64, "dropout": 0.0}
-# Below this many samples the OT is solved over the whole data set once per
-# epoch; above it, per step over a memory bank (DESIGN §6).
-_FULL_SCOPE_MAX_SAMPLES = 20_000
-_PREDICT_CHUNK = 8192
+# Attributes that validation with reset=True sets before training; fit puts
+# them back when it does not complete.
+_INPUT_STATE = ("n_features_in_", "feature_names_in_", "_sample_shape")
 
-
-def _collectively(comm, func, *args, **kwargs):
-    """``func(*args, **kwargs)``; with a communicator, its ValueError/TypeError
-    is raised on every rank (no rank is left waiting in a collective)."""
-    if comm is None:
-        return func(*args, **kwargs)
-    error = result = None
-    try:
-        result = func(*args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        error = exc
-    comm.agree(error)
-    return result
+def _float32_rows(X):
+    """The training rows as a float32 tensor (a copy); raises beyond the float32 range."""
+    with warnings.catch_warnings():
+        # float64 data beyond the float32 range overflow here; reported below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows = torch.from_numpy(np.array(X, dtype=np.float32))
+    if not all(torch.isfinite(rows[i:i + _STATS_CHUNK]).all()
+               for i in range(0, rows.shape[0], _STATS_CHUNK)):
+        raise ValueError(
+            "X has values beyond the float32 range (about ±3.4e38) used for "
+            "training; rescale the data (e.g. with StandardScaler) first."
+        )
+    return rows
 
 
 def _resolve_device(device):
@@ -304,7 +277,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions(set(_OPTIMIZERS)), type],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), type],
         "optimizer_kwargs": [dict, None],
         "rho0": [Interval(Real, 0, 1, closed="right")],
         "rho_schedule": [StrOptions({"sigmoid", "linear", "constant"})],
@@ -448,11 +421,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             )
         kwargs = self.encoder_kwargs or {}
         if self.encoder == "mlp":
-            unknown = set(kwargs) - set(_MLP_DEFAULTS)
+            unknown = set(kwargs) - set(defaults.MLP_DEFAULTS)
             if unknown:
                 raise ValueError(
                     f"Unknown encoder_kwargs for encoder='mlp': {sorted(unknown)}; "
-                    f"valid keys are {sorted(_MLP_DEFAULTS)}."
+                    f"valid keys are {sorted(defaults.MLP_DEFAULTS)}."
                 )
         elif (self.encoder == "identity" or isinstance(self.encoder, nn.Module)) and kwargs:
             raise ValueError(
@@ -463,7 +436,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                                                                torch.optim.Optimizer):
             raise ValueError(
                 f"optimizer={self.optimizer!r} is not a torch.optim.Optimizer subclass; "
-                f"use one of {sorted(_OPTIMIZERS)} or an optimizer class."
+                f"use one of {sorted(OPTIMIZERS)} or an optimizer class."
             )
         for cb in self.callbacks or []:
             obj = cb[1] if isinstance(cb, tuple) else cb
@@ -473,159 +446,17 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                 )
 
     # ------------------------------------------------------------------ #
-    # building blocks
-    # ------------------------------------------------------------------ #
-    def _build_encoder(self, n_flat_features):
-        kwargs = dict(self.encoder_kwargs or {})
-        if self.encoder == "mlp":
-            params = {**_MLP_DEFAULTS, **kwargs}
-            return MLPEncoder(n_flat_features, **params)
-        if self.encoder == "identity":
-            return nn.Flatten()
-        if isinstance(self.encoder, nn.Module):
-            return copy.deepcopy(self.encoder)
-        return self.encoder(**kwargs)
-
-    @staticmethod
-    @torch.no_grad()
-    def _calibrate_batchnorm(module, X, device, chunk=_PREDICT_CHUNK):
-        """Set BatchNorm running statistics to the exact data statistics.
-
-        Makes eval-mode embeddings (used to fit the initial prototypes) match
-        what training sees from its first step.
-        """
-        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the chunks
-        module.train()
-        for i in range(0, X.shape[0], chunk):
-            if X[i:i + chunk].shape[0] > 1:
-                module.embed(X[i:i + chunk].to(device))
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        module.eval()
-
-    @staticmethod
-    @torch.no_grad()
-    def _embed_all(module, X, device, chunk=_PREDICT_CHUNK):
-        module.eval()
-        out = None
-        for i in range(0, X.shape[0], chunk):
-            z = module.embed(X[i:i + chunk].to(device))
-            if out is None:  # one preallocated result, no list of chunks
-                out = torch.empty((X.shape[0],) + z.shape[1:], dtype=z.dtype, device=z.device)
-            out[i:i + z.shape[0]] = z
-        return out
-
-    def _kmeans_labels(self, features, seed):
-        """k-means (Euclidean) labels of the preprocessed, flattened input."""
-        if features.shape[0] > _FULL_SCOPE_MAX_SAMPLES:
-            # float32 as given: a float64 copy would double the data's memory
-            data = features.cpu().numpy()
-            km = MiniBatchKMeans(self.n_clusters, n_init=3, random_state=seed,
-                                 batch_size=4096)
-        else:
-            data = features.double().cpu().numpy()
-            km = KMeans(self.n_clusters, n_init=10, random_state=seed)
-        with warnings.catch_warnings():
-            # Duplicate points may give fewer distinct centroids; the OT
-            # balancing separates the prototypes during training.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return km.fit_predict(data)
-
-    def _spectral_embedding(self, knn, seed):
-        """Spectral embedding of the symmetrized kNN connectivity graph.
-
-        ``n_clusters`` leading eigenvectors of the normalized graph Laplacian
-        (scikit-learn's ``spectral_embedding``), as spectral clustering uses;
-        only the graph's edges count, not its kernel weights.
-        """
-        n_samples = knn.shape[0]
-        rows, cols = knn.indices().cpu().numpy()
-        adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)),
-                                  shape=(n_samples, n_samples))
-        adjacency = 0.5 * (adjacency + adjacency.T)
-        with warnings.catch_warnings():
-            # a disconnected graph still gives a usable embedding
-            warnings.simplefilter("ignore", UserWarning)
-            return spectral_embedding(adjacency, n_components=self.n_clusters,
-                                      drop_first=False, random_state=seed)
-
-    def _fit_encoder_to(self, module, X_t, target, device, n_epochs=30, batch_size=256):
-        """Teach the encoder a target embedding (here: the spectral one).
-
-        Mean-squared regression through a temporary linear read-out, so the
-        encoder becomes an inductive map to graph-aware features: new samples
-        get them without the graph. Only for encoders with parameters.
-        """
-        params = list(module.encoder.parameters())
-        if not params:
-            return
-        target = torch.as_tensor(target, dtype=torch.float32)
-        target = (target - target.mean(0)) / target.std(0).clamp_min(1e-12)
-        target = target.to(device)
-        readout = nn.Linear(module.head.weight.shape[1], target.shape[1]).to(device)
-        optimizer = torch.optim.Adam(params + list(readout.parameters()), lr=1e-3)
-        n_samples = X_t.shape[0]
-        module.train()
-        for _ in range(n_epochs):
-            order = torch.randperm(n_samples)
-            for start in range(0, n_samples, batch_size):
-                batch = order[start:start + batch_size]
-                if batch.numel() < 2:
-                    continue
-                optimizer.zero_grad()
-                pred = readout(module.embed(X_t[batch].to(device)))
-                loss = torch.nn.functional.mse_loss(pred, target[batch.to(device)])
-                loss.backward()
-                optimizer.step()
-        module.eval()
-
-    @staticmethod
-    def _prototypes_from_labels(embeddings, labels, n_clusters):
-        """Mean direction of each cluster's normalized embeddings.
-
-        k-means runs in the input space, where Euclidean geometry is
-        meaningful; the cosine head then starts from the mean direction of
-        each k-means cluster's embeddings, so its first argmax reproduces the
-        k-means partition as closely as the initial encoder allows.
-        """
-        emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
-        labels = torch.as_tensor(labels, device=emb.device)
-        protos = torch.zeros(n_clusters, emb.shape[1], dtype=emb.dtype, device=emb.device)
-        protos.index_add_(0, labels, emb)
-        counts = torch.bincount(labels, minlength=n_clusters)
-        for k in torch.nonzero(counts == 0).flatten().tolist():
-            protos[k] = emb[k % emb.shape[0]]
-        return protos
-
-    def _fit_prototypes(self, head, embeddings, labels, n_steps=100):
-        """Refine the head so its argmax reproduces the k-means partition.
-
-        Starts from the mean directions, then a short full-batch fit of the
-        cosine head alone (cross-entropy to the k-means labels) on the
-        initial, fixed embeddings. Training then starts from the k-means
-        partition instead of an approximation of it.
-        """
-        head.set_prototypes(self._prototypes_from_labels(embeddings, labels, self.n_clusters))
-        target = torch.as_tensor(labels, dtype=torch.long, device=embeddings.device)
-        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
-        for _ in range(n_steps):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(head(embeddings), target)
-            loss.backward()
-            optimizer.step()
-
-    # ------------------------------------------------------------------ #
-    # fit / predict
+    # fit: the recipe
     # ------------------------------------------------------------------ #
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the network on SP²OT pseudo-labels and label the data.
+
+        The recipe: validated data → one resolved configuration → input
+        scaling → network → kNN graph → start → pseudo-labeler → skorch net
+        → training → fitted state. Fitted attributes (``n_features_in_``
+        included) change only once training finished: an interrupted or
+        failed fit leaves a previous fit, or the unfitted estimator, as it was.
 
         Parameters
         ----------
@@ -640,29 +471,77 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self : SP2OTClustering
             Fitted estimator.
         """
+        previous = {name: self.__dict__[name] for name in _INPUT_STATE if name in self.__dict__}
+        try:
+            X, shards, device, config = self._prepare_fit(X)
+            fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(config.seed)
+                net, labeler = self._train(X, shards, device, config)
+        except BaseException:
+            for name in _INPUT_STATE:  # validation set these before training
+                self.__dict__.pop(name, None)
+            self.__dict__.update(previous)
+            raise
+        self._set_fitted_state(X, net, labeler, device)
+        return self
+
+    def _prepare_fit(self, X):
+        """Validated data, where its rows live, the device and the resolved configuration."""
         comm = self._communicator() if self.distributed else None
-        X = _collectively(comm, self._validate_X, X, reset=True)
-        n_total = X.shape[0]
+        X = collectively(comm, self._validate_X, X, reset=True)
+        shards = Shards(comm, X.shape[0])
         if comm is not None:
-            n_total = sum(comm.sizes(X.shape[0]))
-            _collectively(comm, self._check_same_shape, comm)
-        _collectively(comm, self._check_params_vs_input, X, n_total)
-        device = _collectively(comm, _resolve_device, self.device)
+            shards.collectively(self._check_same_shape, comm)
+        shards.collectively(self._check_params_vs_input, X, shards.n_total)
+        device = shards.collectively(_resolve_device, self.device)
+        seed = shards.common_seed(draw_seed(self.random_state))
+        return X, shards, device, resolve_config(self, shards.n_total, seed)
 
-        if self.random_state is None:
-            seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
-        else:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        if comm is not None:  # rank 0's seed everywhere
-            seed = int(comm.sum(torch.tensor([float(seed if comm.rank == 0 else 0)]))[0])
+    def _train(self, X, shards, device, config):
+        """Build every part of the fit in the recipe's order and train; (net, labeler).
 
-        fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
-            net, labeler = self._fit_net(X, device, seed, comm)
+        The order is also the order in which the parts draw from torch's
+        (forked, seeded) random stream: encoder, head, start, training.
+        """
+        local_rows = shards.collectively(_float32_rows, X)
+        rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
+        # the statistics see the caller's values: float64 input keeps its precision
+        stats_data = X if shards.comm is None else rows.numpy()
+        preprocessing = fit_preprocessing(self.standardize, stats_data, config.seed)
+        module = build_module(self, preprocessing, rows[:2], device)
+        features = preprocessing.apply(rows).reshape(rows.shape[0], -1).to(device)
+        graph = None
+        if config.build_graph:
+            graph = knn_graph(features, self.n_neighbors, sigma=self.sigma).coalesce()
+        partition = STARTS[config.init](StartData(features, graph), self.n_clusters, config.seed)
+        if partition is not None:
+            fit_module_to_start(module, rows, partition, self.n_clusters, device, config.seed)
+        del features  # the bank scope rescales its rows on the fly
+        labeler = build_pseudo_labeler(
+            self, config, shards,
+            graph=shards.local_graph(graph) if config.semantic == "global" else None,
+            graph_features=rows if config.semantic == "bank" else None,
+            graph_transform=preprocessing.transform if config.semantic == "bank" else None,
+        )
+        neighbors = None
+        if config.use_neighbors:
+            neighbors = graph.indices()[1].reshape(rows.shape[0], -1)
+        net = build_net(self, config, module, labeler, preprocessing, shards, device,
+                        neighbors=neighbors, neighbor_data=rows if neighbors is not None else None)
+        net.fit(local_rows, torch.arange(shards.n_local))
+        shards.finish(net)
+        net.module_.eval()
+        # Keep no device tensors outside skorch's CUDA-aware attributes
+        # (module_, optimizer_, criterion_), so that a model fitted on a GPU
+        # unpickles on a CPU-only machine.
+        net.neighbors = None
+        net.neighbor_data = None
+        net.views_ = net.views
+        return net, labeler
 
-        # Assign fitted state only once training finished: an interrupted
-        # fit leaves a previous fit (or the unfitted estimator) untouched.
+    def _set_fitted_state(self, X, net, labeler, device):
+        """The fitted attributes, from a finished training; warns about empty clusters."""
         weights = labeler.column_weights()
         labeler.release()
         self.net_ = net
@@ -682,9 +561,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                 f"n_clusters ({self.n_clusters}). Possibly due to duplicate points "
                 "in X or too few epochs.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=_external_stacklevel(),
             )
-        return self
 
     def _validate_params(self):
         # With distributed=True an invalid parameter on one rank is raised on
@@ -696,7 +574,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             comm = self._communicator()
         except ValueError:
             return super()._validate_params()  # fit reports the missing group
-        return _collectively(comm, super()._validate_params)
+        return collectively(comm, super()._validate_params)
 
     def _communicator(self):
         try:
@@ -717,201 +595,16 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                 "(rank order); every rank must pass rows of the same data set."
             )
 
-    def _fit_net(self, X, device, seed, comm=None):
-        n_local = X.shape[0]
-        with warnings.catch_warnings():
-            # float64 data beyond the float32 range overflow here; reported below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            X_local = torch.from_numpy(np.array(X, dtype=np.float32))
-
-        def check_range():
-            if not all(torch.isfinite(X_local[i:i + _STATS_CHUNK]).all()
-                       for i in range(0, n_local, _STATS_CHUNK)):
-                raise ValueError(
-                    "X has values beyond the float32 range (about ±3.4e38) used for "
-                    "training; rescale the data (e.g. with StandardScaler) first."
-                )
-        _collectively(comm, check_range)
-        offset, n_rows_max = 0, n_local
-        if comm is None:
-            X_t = X_local
-            X_stats = X  # the caller's values: float64 input keeps its precision
-        else:
-            # the start (statistics, init, kNN graph) sees the rows of all ranks
-            sizes = comm.sizes(n_local)
-            offset, n_rows_max = sum(sizes[: comm.rank]), max(sizes)
-            X_t = comm.gather_rows(X_local, sizes)
-            X_stats = X_t.numpy()
-        n_samples = X_t.shape[0]
-        # Statistics in float64: the variance of data at 1e±30 scales
-        # overflows or underflows in float32.
-        mean64, std64 = _column_moments(X_stats)
-        mean = torch.from_numpy(mean64).float()
-        std = torch.from_numpy(std64).float()
-        std = torch.where(torch.isfinite(std), std, torch.zeros_like(std))
-
-        preprocess = None
-        if self.standardize == "robust":
-            # quantiles from at most 200,000 rows (exact below)
-            centre, scale, low, high = _robust_statistics(_sample_rows(X_stats, 200_000, seed))
-            preprocess = Standardize(centre, scale, (low - centre) / scale,
-                                     (high - centre) / scale)
-            # the training views' noise follows the clipped data's spread
-            clip_mean, clip_std = _column_moments(X_stats, low, high)
-            mean = torch.from_numpy(clip_mean).float()
-            std = torch.from_numpy(clip_std).float()
-        elif self.standardize == "feature":
-            preprocess = Standardize(mean, torch.where(std > 0, std, torch.ones_like(std)))
-        elif self.standardize == "global":
-            # one scale for all features keeps the data's geometry (what
-            # k-means sees) while bringing it to unit size for the network
-            scale = torch.tensor(float(np.sqrt(np.mean(np.square(std64)))))
-            _warn_if_outliers_dominate(X_stats, float(scale), seed)
-            preprocess = Standardize(mean, scale if scale > 0 else torch.ones_like(scale))
-        encoder = self._build_encoder(int(np.prod(X.shape[1:])))
-        probe = ClusterModule(encoder, nn.Identity(), preprocess).to(device)
-        probe.eval()
-        with torch.no_grad():
-            embedding_dim = probe.embed(X_t[:2].to(device)).shape[1]
-        head = CosineHead(embedding_dim, self.n_clusters, scale=self.head_scale)
-        module = ClusterModule(encoder, head, preprocess).to(device)
-
-        inputs = preprocess(X_t) if preprocess is not None else X_t
-        inputs = inputs.reshape(n_samples, -1).to(device)
-        scope = self.ot_scope
-        if scope == "auto":
-            scope = "full" if n_samples <= _FULL_SCOPE_MAX_SAMPLES else "bank"
-        init = self.init
-        if init == "auto":
-            init = "spectral" if n_samples <= _FULL_SCOPE_MAX_SAMPLES else "kmeans"
-        if init == "spectral" and n_samples < 2 * self.n_clusters + 2:
-            # too few samples for a meaningful kNN-graph eigenproblem
-            init = "kmeans"
-        use_neighbors = self.neighbor_views > 0 and scope == "full" and n_samples > 1
-        # One exact kNN graph (the O(N²d) step) serves the spectral start and,
-        # in the full-data scope, the semantic term and the neighbour views.
-        knn = None
-        if init == "spectral" or (scope == "full"
-                                  and (self.semantic_weight > 0 or use_neighbors)):
-            knn = knn_graph(inputs, self.n_neighbors, sigma=self.sigma).coalesce()
-
-        if init == "kmeans":
-            labels = self._kmeans_labels(inputs, seed)
-            self._calibrate_batchnorm(module, X_t, device)
-            rows = _init_rows(labels, self.n_clusters, seed)
-            embeddings = self._embed_all(module, X_t[_torch_index(rows)], device)
-            self._fit_prototypes(head, embeddings, labels[rows])
-        elif init == "spectral":
-            spectral = self._spectral_embedding(knn, seed)
-            labels = self._kmeans_labels(torch.from_numpy(spectral), seed)
-            self._fit_encoder_to(module, X_t, spectral, device)
-            self._calibrate_batchnorm(module, X_t, device)
-            rows = _init_rows(labels, self.n_clusters, seed)
-            embeddings = self._embed_all(module, X_t[_torch_index(rows)], device)
-            self._fit_prototypes(head, embeddings, labels[rows])
-
-        batch_size = min(self.batch_size, n_samples)
-        memory_size = self.memory_size or 10 * batch_size
-
-        graph = knn if scope == "full" and self.semantic_weight > 0 else None
-        if comm is not None and graph is not None:  # this rank's rows of the global graph
-            graph = graph.index_select(0, torch.arange(offset, offset + n_local))
-        # the bank scope builds small graphs inside each bank from the scaled
-        # rows of the bank, scaled on the fly (no scaled copy of all data held)
-        graph_features = X_t if scope == "bank" and self.semantic_weight > 0 else None
-        graph_transform = preprocess if graph_features is not None else None
-        del inputs
-        neighbors = knn.indices()[1].reshape(n_samples, -1) if use_neighbors else None
-
-        labeler = PseudoLabeler(
-            n_local,
-            self.n_clusters,
-            scope=scope,
-            memory_size=memory_size,
-            epsilon=self.epsilon,
-            kl_weight=self.kl_weight,
-            semantic_weight=self.semantic_weight,
-            graph=graph,
-            graph_features=graph_features,
-            graph_transform=graph_transform,
-            n_neighbors=self.n_neighbors,
-            sigma=self.sigma,
-            solver_kwargs={
-                "max_iter": self.solver_max_iter,
-                "tol": self.solver_tol,
-                "method": self.solver_method,
-                "mm_max_iter": self.mm_max_iter,
-            },
-            comm=comm,
-            n_samples_total=n_samples,
-            index_offset=offset,
-        )
-        callbacks = [
-            ("rho_scheduler", RhoScheduler(self.rho0, self.rho_schedule)),
-            ("pseudo_label_stats", PseudoLabelStats()),
-            ("full_data_pseudo_labels", FullDataPseudoLabels()),
-            ("lr_scheduler", LRScheduler(torch.optim.lr_scheduler.CosineAnnealingLR,
-                                         T_max=self.max_epochs)),
-        ]
-        if self.verbose >= 2 and importlib.util.find_spec("tqdm") is not None:
-            callbacks.append(("progress_bar", ProgressBar()))
-        for i, cb in enumerate(self.callbacks or []):
-            name, obj = cb if isinstance(cb, tuple) else (f"user_callback_{i}", cb)
-            callbacks.append((name, copy.deepcopy(obj)))
-
-        optimizer = self.optimizer
-        if isinstance(optimizer, str):
-            optimizer = _OPTIMIZERS[optimizer]
-        optimizer_kwargs = {f"optimizer__{k}": v for k, v in (self.optimizer_kwargs or {}).items()}
-        parallel_kwargs = {"iterator_train__shuffle": True}
-        verbose = self.verbose
-        if comm is not None:
-            # the global batch stays batch_size; every rank takes as many steps
-            batch_size = max(1, batch_size // comm.world_size)
-            parallel_kwargs = {
-                "ddp": True,
-                "iterator_train__shuffle": False,
-                "iterator_train__sampler": PaddedShuffleSampler(
-                    n_local, n_rows_max, seed + 104729 * (comm.rank + 1)),
-            }
-            verbose = verbose if comm.rank == 0 else 0
-
-        net = SP2OTNet(
-            module,
-            SoftTargetCrossEntropy,
-            views=FeatureViews(mean, std, noise=self.noise, mask_prob=self.mask_prob),
-            pseudo_labeler=labeler,
-            optimizer=optimizer,
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=batch_size,
-            train_split=None,
-            callbacks=callbacks,
-            neighbor_views=self.neighbor_views if neighbors is not None else 0.0,
-            neighbors=neighbors,
-            neighbor_data=X_t if neighbors is not None else None,
-            verbose=verbose,
-            device=device,
-            **parallel_kwargs,
-            **optimizer_kwargs,
-        )
-        net.fit(X_local, torch.arange(n_local))
-        net.finish_ddp(None if comm is None else comm.group)
-        net.module_.eval()
-        # Keep no device tensors outside skorch's CUDA-aware attributes
-        # (module_, optimizer_, criterion_), so that a model fitted on a GPU
-        # unpickles on a CPU-only machine.
-        net.neighbors = None
-        net.neighbor_data = None
-        net.views_ = net.views
-        return net, labeler
-
+    # ------------------------------------------------------------------ #
+    # predict
+    # ------------------------------------------------------------------ #
     @torch.no_grad()
     def _iter_logits(self, X):
         module = self.net_.module_
         module.eval()
-        for start in range(0, X.shape[0], _PREDICT_CHUNK):
-            rows = slice(start, start + _PREDICT_CHUNK)
+        step = defaults.PREDICT_CHUNK
+        for start in range(0, X.shape[0], step):
+            rows = slice(start, start + step)
             # a fresh float32 copy: never hands torch a read-only buffer
             chunk = torch.from_numpy(np.array(X[rows], dtype=np.float32))
             if not torch.isfinite(chunk).all():

@@ -10,6 +10,9 @@ import warnings
 import numpy as np
 import torch
 
+from ._defaults import INIT_MAX_ROWS
+from .exceptions import _external_stacklevel
+
 # Robust scaling clips values beyond this many robust standard deviations
 # (IQR / 1.349, at least the global robust scale) of their feature.
 _ROBUST_CLIP = 10.0
@@ -52,15 +55,11 @@ def _warn_if_outliers_dominate(X, scale, seed, max_rows=10_000):
             "standardize='robust' (outlier-proof statistics, clipped far values) or "
             "remove the outliers.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=_external_stacklevel(),
         )
 
 
-# The head's start is fitted on at most this many rows (all of them below).
-_INIT_MAX_ROWS = 20_000
-
-
-def _init_rows(labels, n_clusters, seed, max_rows=_INIT_MAX_ROWS):
+def _init_rows(labels, n_clusters, seed, max_rows=INIT_MAX_ROWS):
     """Rows on which the head's start is fitted: all, or a per-cluster capped sample.
 
     Above ``max_rows`` rows each cluster contributes at most

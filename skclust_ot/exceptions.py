@@ -4,6 +4,10 @@ This module sits at the bottom of the package: every layer may import it, and
 it imports nothing from skclust_ot.
 """
 
+import os
+import sys
+
+import sklearn
 from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 
 __all__ = ["ConvergenceWarning"]
@@ -25,3 +29,24 @@ class ConvergenceWarning(_SklearnConvergenceWarning):
         from sklearn.exceptions import ConvergenceWarning
         warnings.simplefilter("ignore", ConvergenceWarning)
     """
+
+
+_INTERNAL_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sklearn,)
+) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def _external_stacklevel():
+    """``stacklevel`` that makes a warning name the user's line.
+
+    Called by the function that is about to call :func:`warnings.warn`: the
+    number of frames from that function up to the first one outside
+    skclust_ot and scikit-learn (whose wrappers, such as ``_fit_context``,
+    sit between a user's ``fit`` call and ours).
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL_DIRS):
+        frame = frame.f_back
+        level += 1
+    return level

@@ -18,7 +18,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV
 
-import skclust_ot._estimator as estimator_module
+import skclust_ot._defaults as defaults_module
 import skclust_ot._stats as stats_module
 from skclust_ot import SP2OTClustering
 
@@ -397,7 +397,7 @@ def test_gridsearch_with_process_workers():
 
 
 def test_predict_on_large_input_runs_in_chunks():
-    chunk = estimator_module._PREDICT_CHUNK
+    chunk = defaults_module.PREDICT_CHUNK
     X, _ = blobs(60, 8)
     est = fit_and_check(X.astype(np.float32))
     n = 200_000

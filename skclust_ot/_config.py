@@ -1,0 +1,135 @@
+"""The one resolved configuration of a fit: every ``"auto"`` and derived size, decided once.
+
+:func:`resolve_config` turns the estimator's parameters and the size of the
+data into a frozen :class:`FitConfig`. It is the only place where
+``ot_scope="auto"`` and ``init="auto"`` are resolved, where the batch and
+bank sizes are derived and where the optimizer name is looked up, so that
+the rest of the fit reads decisions instead of re-deriving them.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from . import _defaults as defaults
+from ._start import GRAPH_STARTS
+
+__all__ = ["OPTIMIZERS", "FitConfig", "draw_seed", "resolve_config"]
+
+#: Optimizers by name (the ``optimizer`` parameter's string options).
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Decisions of one fit, derived from the parameters and the data size.
+
+    Attributes
+    ----------
+    n_samples : int
+        Training rows (over all ranks when distributed).
+    seed : int
+        The fit's seed (network, views, shuffling, start).
+    scope : {"full", "bank"}
+        Where the OT problem is solved: over all rows once per epoch, or per
+        step over a memory bank.
+    init : str
+        The start strategy, a key of :data:`skclust_ot._start.STARTS`.
+    use_neighbors : bool
+        Whether training views may show a sample's nearest neighbour.
+    build_graph : bool
+        Whether the exact kNN graph of all rows is built (the start, the
+        semantic term or the neighbour views need it).
+    semantic : {"global", "bank"} or None
+        Where the semantic term's graph comes from: the global kNN graph
+        (full scope), graphs built inside each memory bank, or no semantic
+        term (``semantic_weight=0``).
+    batch_size : int
+        Global mini-batch size (capped at ``n_samples``).
+    memory_size : int
+        Memory bank size (``"bank"`` scope).
+    optimizer : type
+        The torch optimizer class.
+    optimizer_kwargs : dict
+        Extra optimizer arguments, as skorch's ``optimizer__*`` keywords.
+    """
+
+    n_samples: int
+    seed: int
+    scope: str
+    init: str
+    use_neighbors: bool
+    build_graph: bool
+    batch_size: int
+    memory_size: int
+    optimizer: type
+    semantic: str = None
+    optimizer_kwargs: dict = field(default_factory=dict)
+
+
+def draw_seed(random_state):
+    """The fit's integer seed from ``random_state`` (fresh entropy for None).
+
+    Never touches NumPy's global random state.
+    """
+    if random_state is None:
+        return int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _resolve_scope(ot_scope, n_samples):
+    if ot_scope != "auto":
+        return ot_scope
+    return "full" if n_samples <= defaults.FULL_SCOPE_MAX_SAMPLES else "bank"
+
+
+def _resolve_init(init, n_samples, n_clusters):
+    if init == "auto":
+        init = "spectral" if n_samples <= defaults.SPECTRAL_START_MAX_SAMPLES else "kmeans"
+    if init in GRAPH_STARTS and n_samples < (2 * n_clusters
+                                             + defaults.SPECTRAL_START_MIN_EXTRA_SAMPLES):
+        # too few samples for a meaningful kNN-graph eigenproblem
+        init = "kmeans"
+    return init
+
+
+def resolve_config(params, n_samples, seed):
+    """Resolve the estimator's parameters for data of ``n_samples`` rows.
+
+    Parameters
+    ----------
+    params : SP2OTClustering
+        The estimator (its public parameters are read, never changed).
+    n_samples : int
+        Training rows (over all ranks when distributed).
+    seed : int
+        The fit's seed (see :func:`draw_seed`).
+
+    Returns
+    -------
+    config : FitConfig
+    """
+    scope = _resolve_scope(params.ot_scope, n_samples)
+    init = _resolve_init(params.init, n_samples, params.n_clusters)
+    use_neighbors = params.neighbor_views > 0 and scope == "full" and n_samples > 1
+    # One exact kNN graph (the O(N²d) step) serves the graph-aware start and,
+    # in the full-data scope, the semantic term and the neighbour views.
+    build_graph = init in GRAPH_STARTS or (
+        scope == "full" and (params.semantic_weight > 0 or use_neighbors))
+    semantic = None
+    if params.semantic_weight > 0:
+        semantic = "global" if scope == "full" else "bank"
+    batch_size = min(params.batch_size, n_samples)
+    memory_size = params.memory_size or defaults.MEMORY_BANK_BATCHES * batch_size
+    optimizer = params.optimizer
+    if isinstance(optimizer, str):
+        optimizer = OPTIMIZERS[optimizer]
+    optimizer_kwargs = {f"optimizer__{k}": v for k, v in (params.optimizer_kwargs or {}).items()}
+    return FitConfig(
+        n_samples=n_samples, seed=seed, scope=scope, init=init,
+        use_neighbors=use_neighbors, build_graph=build_graph, semantic=semantic,
+        batch_size=batch_size,
+        memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
+    )

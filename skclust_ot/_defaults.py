@@ -1,0 +1,46 @@
+"""Named sizes and budgets of the estimator: where a data size changes the recipe.
+
+Every number here is used by the layers above (``_config``, ``_start``,
+``_builders``, ``_estimator``); keeping them in one module at the bottom means
+no module has to import a constant back from the estimator. The reasons they
+have these values are in ``docs/design.md`` ("Defaults and budgets").
+"""
+
+#: Up to this many samples ``ot_scope="auto"`` solves one OT problem over all
+#: samples per epoch; above it, per step over a memory bank.
+FULL_SCOPE_MAX_SAMPLES = 20_000
+#: Up to this many samples ``init="auto"`` is the spectral start (it needs an
+#: exact kNN graph and an eigensolver); above it, the k-means start.
+SPECTRAL_START_MAX_SAMPLES = 20_000
+#: The spectral start needs at least ``2 * n_clusters + this`` samples for a
+#: meaningful graph eigenproblem; below, the k-means start is used.
+SPECTRAL_START_MIN_EXTRA_SAMPLES = 2
+#: Up to this many samples the k-means start runs exact ``KMeans`` in float64;
+#: above it, ``MiniBatchKMeans`` on the float32 data.
+EXACT_KMEANS_MAX_SAMPLES = 20_000
+#: The head's prototypes are fitted on at most this many rows.
+INIT_MAX_ROWS = 20_000
+#: Robust statistics (``standardize="robust"``) come from at most this many rows.
+ROBUST_STATISTICS_MAX_ROWS = 200_000
+
+#: Restarts of the exact k-means start.
+KMEANS_N_INIT = 10
+#: Restarts and batch size of the mini-batch k-means start.
+MINIBATCH_KMEANS_N_INIT = 3
+MINIBATCH_KMEANS_BATCH_SIZE = 4096
+
+#: Budget of the regression that teaches the encoder a target embedding.
+ENCODER_FIT_EPOCHS = 30
+ENCODER_FIT_BATCH_SIZE = 256
+ENCODER_FIT_LR = 1e-3
+#: Budget of the full-batch fit of the head's prototypes to the start's labels.
+PROTOTYPE_FIT_STEPS = 100
+PROTOTYPE_FIT_LR = 0.05
+
+#: Memory bank size as a multiple of the batch size (when ``memory_size=None``).
+MEMORY_BANK_BATCHES = 10
+#: Rows per forward pass when the whole data set is embedded or predicted.
+PREDICT_CHUNK = 8192
+
+#: Default architecture of ``encoder="mlp"`` (overridden by ``encoder_kwargs``).
+MLP_DEFAULTS = {"hidden_dims": (256,), "embedding_dim": 64, "dropout": 0.0}

@@ -1,0 +1,107 @@
+"""Where a fit's rows live: one process, or a shard per ``torch.distributed`` rank.
+
+:class:`Shards` is the only place that knows about data-parallel training.
+The estimator asks it the same questions either way (how many rows in all,
+the rows the start must see, this rank's slice of a global graph, the
+skorch arguments of a rank) and gets the single-process answer when there
+is no communicator.
+"""
+
+import torch
+
+from .nn import PaddedShuffleSampler
+
+__all__ = ["Shards", "collectively"]
+
+# rank r's sampler seed is seed + this * (r + 1): distinct streams per rank
+_RANK_SEED_STRIDE = 104729
+
+
+def collectively(comm, func, *args, **kwargs):
+    """``func(*args, **kwargs)``; with a communicator, its ValueError/TypeError
+    is raised on every rank (no rank is left waiting in a collective)."""
+    if comm is None:
+        return func(*args, **kwargs)
+    error = result = None
+    try:
+        result = func(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        error = exc
+    comm.agree(error)
+    return result
+
+
+class Shards:
+    """This process's rows of the training set, and what follows from them.
+
+    Parameters
+    ----------
+    comm : skclust_ot.ot.Communicator or None
+        The process group of a distributed fit, or None for one process.
+    n_local : int
+        Rows passed to ``fit`` in this process.
+    """
+
+    def __init__(self, comm, n_local):
+        self.comm = comm
+        self.n_local = n_local
+        self.sizes = [n_local] if comm is None else comm.sizes(n_local)
+        self.offset = sum(self.sizes[: self.rank])
+
+    @property
+    def rank(self):
+        return 0 if self.comm is None else self.comm.rank
+
+    @property
+    def world_size(self):
+        return 1 if self.comm is None else self.comm.world_size
+
+    @property
+    def n_total(self):
+        """Rows over all ranks."""
+        return sum(self.sizes)
+
+    def collectively(self, func, *args, **kwargs):
+        """See :func:`collectively`."""
+        return collectively(self.comm, func, *args, **kwargs)
+
+    def common_seed(self, seed):
+        """Rank 0's seed on every rank."""
+        if self.comm is None:
+            return seed
+        return int(self.comm.sum(torch.tensor([float(seed if self.rank == 0 else 0)]))[0])
+
+    def all_rows(self, local_rows):
+        """The rows of all ranks (rank order): the start and the graph see them all."""
+        if self.comm is None:
+            return local_rows
+        return self.comm.gather_rows(local_rows, self.sizes)
+
+    def local_graph(self, graph):
+        """This rank's rows of a graph over the rows of all ranks."""
+        if self.comm is None or graph is None:
+            return graph
+        return graph.index_select(0, torch.arange(self.offset, self.offset + self.n_local))
+
+    def net_kwargs(self, batch_size, seed, verbose):
+        """skorch keywords for this rank: batch size, sampler, DDP, verbosity.
+
+        The global batch stays ``batch_size``: each rank takes
+        ``batch_size // world_size`` rows per step, and every rank takes as
+        many steps (shorter shards are padded by the sampler).
+        """
+        if self.comm is None:
+            return {"batch_size": batch_size, "iterator_train__shuffle": True,
+                    "verbose": verbose}
+        return {
+            "batch_size": max(1, batch_size // self.world_size),
+            "ddp": True,
+            "iterator_train__shuffle": False,
+            "iterator_train__sampler": PaddedShuffleSampler(
+                self.n_local, max(self.sizes), seed + _RANK_SEED_STRIDE * (self.rank + 1)),
+            "verbose": verbose if self.rank == 0 else 0,
+        }
+
+    def finish(self, net):
+        """Average buffers over the ranks and unwrap the DDP module."""
+        net.finish_ddp(None if self.comm is None else self.comm.group)

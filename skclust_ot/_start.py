@@ -1,0 +1,274 @@
+"""The start: the partition training begins from, and the network fitted to it.
+
+A start strategy looks at the preprocessed data (and, if it needs one, the kNN
+graph) and returns a :class:`StartPartition`: one label per sample and,
+optionally, a target embedding the encoder should learn. Every strategy has
+the same signature, ``strategy(data, n_clusters, seed) -> StartPartition or
+None``, and is picked from :data:`STARTS` by the name the ``init`` parameter
+resolves to. :func:`fit_module_to_start` then makes the network reproduce the
+partition: the encoder regresses the target embedding (when there is one),
+BatchNorm statistics are set from the data, and the cosine head's prototypes
+are fitted so that its argmax gives the start's labels.
+
+Nothing here trains on pseudo-labels; each function can be tested alone.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.manifold import spectral_embedding as _sk_spectral_embedding
+from torch import nn
+
+from . import _defaults as defaults
+from ._stats import _init_rows, _torch_index
+
+__all__ = [
+    "GRAPH_STARTS",
+    "STARTS",
+    "StartData",
+    "StartPartition",
+    "fit_module_to_start",
+    "kmeans_start",
+    "random_start",
+    "spectral_start",
+]
+
+
+@dataclass(frozen=True)
+class StartData:
+    """What a start strategy may look at.
+
+    Attributes
+    ----------
+    features : torch.Tensor of shape (n_samples, n_features)
+        The preprocessed, flattened training rows (the space k-means and the
+        kNN graph see).
+    graph : torch.Tensor or None
+        The kNN graph over the same rows (a coalesced sparse tensor), or None
+        when the strategy does not need one (see :data:`GRAPH_STARTS`).
+    """
+
+    features: torch.Tensor
+    graph: torch.Tensor = None
+
+
+@dataclass(frozen=True)
+class StartPartition:
+    """A start strategy's result.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_samples,)
+        The start's cluster of every sample, in ``range(n_clusters)``.
+    embedding : ndarray of shape (n_samples, n_components) or None
+        A target embedding the encoder learns before the head is fitted
+        (an inductive map to it), or None to keep the encoder as built.
+    """
+
+    labels: np.ndarray
+    embedding: np.ndarray = None
+
+
+def kmeans_labels(features, n_clusters, seed):
+    """k-means labels of the rows of ``features`` (Euclidean).
+
+    Exact :class:`~sklearn.cluster.KMeans` in float64 up to
+    ``EXACT_KMEANS_MAX_SAMPLES`` rows, :class:`~sklearn.cluster.MiniBatchKMeans`
+    on the float32 values above (no float64 copy of a large data set).
+    """
+    if features.shape[0] > defaults.EXACT_KMEANS_MAX_SAMPLES:
+        data = features.cpu().numpy()
+        km = MiniBatchKMeans(n_clusters, n_init=defaults.MINIBATCH_KMEANS_N_INIT,
+                             random_state=seed,
+                             batch_size=defaults.MINIBATCH_KMEANS_BATCH_SIZE)
+    else:
+        data = features.double().cpu().numpy()
+        km = KMeans(n_clusters, n_init=defaults.KMEANS_N_INIT, random_state=seed)
+    with warnings.catch_warnings():
+        # Duplicate points may give fewer distinct centroids; the OT
+        # balancing separates the prototypes during training.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return km.fit_predict(data)
+
+
+def spectral_embedding(graph, n_components, seed):
+    """Spectral embedding of the symmetrized kNN connectivity graph.
+
+    The ``n_components`` leading eigenvectors of the normalized graph
+    Laplacian (:func:`sklearn.manifold.spectral_embedding`), as spectral
+    clustering uses them; only the graph's edges count, not its weights.
+    """
+    n_samples = graph.shape[0]
+    rows, cols = graph.indices().cpu().numpy()
+    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)),
+                              shape=(n_samples, n_samples))
+    adjacency = 0.5 * (adjacency + adjacency.T)
+    with warnings.catch_warnings():
+        # a disconnected graph still gives a usable embedding
+        warnings.simplefilter("ignore", UserWarning)
+        return _sk_spectral_embedding(adjacency, n_components=n_components,
+                                      drop_first=False, random_state=seed)
+
+
+def kmeans_start(data, n_clusters, seed):
+    """k-means in the preprocessed input space; the encoder is kept as built."""
+    return StartPartition(kmeans_labels(data.features, n_clusters, seed))
+
+
+def spectral_start(data, n_clusters, seed):
+    """Spectral clustering of the kNN graph; its embedding becomes the encoder's target.
+
+    The labels are k-means on the spectral embedding (spectral clustering's
+    partition); teaching the encoder the embedding makes the start
+    inductive, so new samples get graph-aware features without the graph.
+    """
+    embedding = spectral_embedding(data.graph, n_clusters, seed)
+    labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)
+    return StartPartition(labels, embedding)
+
+
+def random_start(data, n_clusters, seed):
+    """No start: the head keeps its random prototypes (returns None)."""
+    return None
+
+
+#: Start strategies by the name ``init`` resolves to.
+STARTS = {"kmeans": kmeans_start, "spectral": spectral_start, "random": random_start}
+#: The strategies that read ``StartData.graph``.
+GRAPH_STARTS = frozenset({"spectral"})
+
+
+# --------------------------------------------------------------------------- #
+# fitting the network to a start
+# --------------------------------------------------------------------------- #
+@torch.no_grad()
+def calibrate_batchnorm(module, rows, device, chunk=defaults.PREDICT_CHUNK):
+    """Set BatchNorm running statistics to the exact statistics of ``rows``.
+
+    Makes eval-mode embeddings (used to fit the initial prototypes) match
+    what training sees from its first step. A no-op without BatchNorm.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the chunks
+    module.train()
+    for i in range(0, rows.shape[0], chunk):
+        if rows[i:i + chunk].shape[0] > 1:
+            module.embed(rows[i:i + chunk].to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    module.eval()
+
+
+@torch.no_grad()
+def embed_all(module, rows, device, chunk=defaults.PREDICT_CHUNK):
+    """Eval-mode embeddings of ``rows``, in chunks, into one preallocated tensor."""
+    module.eval()
+    out = None
+    for i in range(0, rows.shape[0], chunk):
+        z = module.embed(rows[i:i + chunk].to(device))
+        if out is None:
+            out = torch.empty((rows.shape[0],) + z.shape[1:], dtype=z.dtype, device=z.device)
+        out[i:i + z.shape[0]] = z
+    return out
+
+
+def fit_encoder_to(module, rows, target, device, *, n_epochs=defaults.ENCODER_FIT_EPOCHS,
+                   batch_size=defaults.ENCODER_FIT_BATCH_SIZE, lr=defaults.ENCODER_FIT_LR):
+    """Teach the encoder a target embedding by mean-squared regression.
+
+    The regression goes through a temporary linear read-out on the
+    standardized target, so the encoder becomes an inductive map to it. A
+    no-op for encoders without parameters (``encoder="identity"``).
+    """
+    params = list(module.encoder.parameters())
+    if not params:
+        return
+    target = torch.as_tensor(target, dtype=torch.float32)
+    target = (target - target.mean(0)) / target.std(0).clamp_min(1e-12)
+    target = target.to(device)
+    readout = nn.Linear(module.head.weight.shape[1], target.shape[1]).to(device)
+    optimizer = torch.optim.Adam(params + list(readout.parameters()), lr=lr)
+    n_samples = rows.shape[0]
+    module.train()
+    for _ in range(n_epochs):
+        order = torch.randperm(n_samples)
+        for start in range(0, n_samples, batch_size):
+            batch = order[start:start + batch_size]
+            if batch.numel() < 2:
+                continue
+            optimizer.zero_grad()
+            pred = readout(module.embed(rows[batch].to(device)))
+            loss = torch.nn.functional.mse_loss(pred, target[batch.to(device)])
+            loss.backward()
+            optimizer.step()
+    module.eval()
+
+
+def prototypes_from_labels(embeddings, labels, n_clusters):
+    """Mean direction of each cluster's normalized embeddings (float64).
+
+    An empty cluster gets the direction of one sample (sample ``k`` modulo
+    ``n_samples``), so that every prototype is defined.
+    """
+    emb = torch.nn.functional.normalize(embeddings.double(), dim=1)
+    labels = torch.as_tensor(labels, device=emb.device)
+    protos = torch.zeros(n_clusters, emb.shape[1], dtype=emb.dtype, device=emb.device)
+    protos.index_add_(0, labels, emb)
+    counts = torch.bincount(labels, minlength=n_clusters)
+    for k in torch.nonzero(counts == 0).flatten().tolist():
+        protos[k] = emb[k % emb.shape[0]]
+    return protos
+
+
+def fit_prototypes(head, embeddings, labels, n_clusters, *,
+                   n_steps=defaults.PROTOTYPE_FIT_STEPS, lr=defaults.PROTOTYPE_FIT_LR):
+    """Fit the cosine head so that its argmax reproduces ``labels``.
+
+    Starts from the clusters' mean directions, then a short full-batch fit
+    of the head alone (cross-entropy to the labels) on the fixed embeddings.
+    """
+    head.set_prototypes(prototypes_from_labels(embeddings, labels, n_clusters))
+    target = torch.as_tensor(labels, dtype=torch.long, device=embeddings.device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    for _ in range(n_steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(embeddings), target)
+        loss.backward()
+        optimizer.step()
+
+
+def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
+    """Make ``module`` (encoder, head) reproduce a start partition.
+
+    Parameters
+    ----------
+    module : skclust_ot.nn.ClusterModule
+        The network; changed in place, left in eval mode.
+    rows : torch.Tensor of shape (n_samples, ...)
+        The training rows as the module takes them (before preprocessing).
+    partition : StartPartition
+        The start's labels and optional target embedding.
+    n_clusters : int
+        Number of clusters (prototypes of the head).
+    device : str
+        Device of the module.
+    seed : int
+        Seeds the choice of rows the head is fitted on (at most
+        ``INIT_MAX_ROWS``, every cluster represented).
+    """
+    if partition.embedding is not None:
+        fit_encoder_to(module, rows, partition.embedding, device)
+    calibrate_batchnorm(module, rows, device)
+    picked = _init_rows(partition.labels, n_clusters, seed)
+    embeddings = embed_all(module, rows[_torch_index(picked)], device)
+    fit_prototypes(module.head, embeddings, partition.labels[picked], n_clusters)

@@ -148,10 +148,12 @@ GRAPH_STARTS = frozenset({"spectral"})
 # --------------------------------------------------------------------------- #
 @torch.no_grad()
 def calibrate_batchnorm(module, rows, device, chunk=defaults.PREDICT_CHUNK):
-    """Set BatchNorm running statistics to the exact statistics of ``rows``.
+    """Set BatchNorm running statistics from ``rows``.
 
-    Makes eval-mode embeddings (used to fit the initial prototypes) match
-    what training sees from its first step. A no-op without BatchNorm.
+    The exact statistics of ``rows`` when they fit in one chunk, otherwise
+    the average of the chunks' statistics. Makes eval-mode embeddings (used
+    to fit the initial prototypes) match what training sees from its first
+    step. A no-op without BatchNorm.
     """
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:

@@ -1,0 +1,236 @@
+"""The start strategies and the resolved configuration, tested without training."""
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.datasets import make_blobs, make_moons
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+from skorch.callbacks import Callback
+
+from skclust_ot import SP2OTClustering
+from skclust_ot import _defaults as defaults
+from skclust_ot._config import resolve_config
+from skclust_ot._start import (
+    GRAPH_STARTS,
+    STARTS,
+    StartData,
+    StartPartition,
+    calibrate_batchnorm,
+    fit_module_to_start,
+    kmeans_start,
+    prototypes_from_labels,
+    spectral_embedding,
+    spectral_start,
+)
+from skclust_ot.exceptions import ConvergenceWarning
+from skclust_ot.nn import ClusterModule, CosineHead, MLPEncoder
+from skclust_ot.ot import knn_graph, p2ot
+
+
+def moons(n=300, seed=0):
+    X, y = make_moons(n, noise=0.05, random_state=seed)
+    return torch.from_numpy(X.astype(np.float32)), y
+
+
+def connectivity(graph):
+    """The symmetrized 0/1 kNN connectivity that the spectral start decomposes."""
+    n = graph.shape[0]
+    rows, cols = graph.indices().numpy()
+    A = np.zeros((n, n))
+    A[rows, cols] = 1.0
+    return 0.5 * (A + A.T)
+
+
+def test_every_strategy_has_the_same_signature_and_is_picked_by_name():
+    assert set(STARTS) == {"kmeans", "spectral", "random"}
+    assert GRAPH_STARTS <= set(STARTS)
+    signatures = {name: list(inspect.signature(f).parameters) for name, f in STARTS.items()}
+    assert all(params == ["data", "n_clusters", "seed"] for params in signatures.values())
+    # the estimator's init options are exactly the table's names (plus "auto")
+    options = SP2OTClustering._parameter_constraints["init"][0].options
+    assert options == set(STARTS) | {"auto"}
+
+
+def test_kmeans_start_reproduces_kmeans_labels():
+    X, _ = make_blobs(400, centers=[[0, 0], [4, 0], [0, 4]], cluster_std=1.2, random_state=1)
+    features = torch.from_numpy(X.astype(np.float32))
+    partition = kmeans_start(StartData(features), 3, seed=7)
+    expected = KMeans(3, n_init=10, random_state=7).fit_predict(X.astype(np.float32)
+                                                                .astype(np.float64))
+    np.testing.assert_array_equal(partition.labels, expected)
+    assert partition.embedding is None
+
+
+def test_spectral_start_reproduces_spectral_clustering_on_two_moons():
+    features, y = moons()
+    graph = knn_graph(features, 10).coalesce()
+    partition = spectral_start(StartData(features, graph), 2, seed=0)
+    reference = SpectralClustering(2, affinity="precomputed", random_state=0).fit_predict(
+        connectivity(graph))
+    assert adjusted_rand_score(reference, partition.labels) == 1.0
+    assert adjusted_rand_score(y, partition.labels) == 1.0
+    # the graph is what makes it: k-means alone cuts the moons across
+    assert adjusted_rand_score(y, kmeans_start(StartData(features), 2, 0).labels) < 0.6
+    assert partition.embedding.shape == (features.shape[0], 2)
+
+
+def test_spectral_embedding_is_the_leading_eigenvectors_of_the_normalized_laplacian():
+    features, _ = moons(120)
+    graph = knn_graph(features, 8).coalesce()
+    emb = spectral_embedding(graph, 3, seed=0)
+    A = connectivity(graph)
+    d = A.sum(1)
+    L = np.eye(len(d)) - A / np.sqrt(np.outer(d, d))
+    # each column, scaled back by sqrt(d), is an eigenvector of L with a small eigenvalue
+    eigenvalues = np.linalg.eigvalsh(L)[:3]
+    for j in range(3):
+        v = emb[:, j] * np.sqrt(d)
+        v /= np.linalg.norm(v)
+        rayleigh = v @ L @ v
+        assert np.linalg.norm(L @ v - rayleigh * v) < 1e-5
+        assert rayleigh <= eigenvalues[-1] + 1e-6
+
+
+def test_random_start_keeps_the_head():
+    assert STARTS["random"](StartData(torch.zeros(5, 2)), 2, 0) is None
+
+
+def small_module(n_features, n_clusters, seed=0):
+    """The default MLP encoder (as the estimator builds it) and a cosine head."""
+    torch.manual_seed(seed)
+    encoder = MLPEncoder(n_features, **defaults.MLP_DEFAULTS)
+    return ClusterModule(encoder, CosineHead(encoder.embedding_dim, n_clusters))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_module_to_start_makes_the_head_reproduce_the_partition(seed):
+    X, _ = make_blobs(600, centers=[[0, 0], [4, 0], [0, 4]], random_state=seed)
+    features = torch.from_numpy(X.astype(np.float32))
+    partition = kmeans_start(StartData(features), 3, seed)
+    module = small_module(2, 3, seed)
+    fit_module_to_start(module, features, partition, 3, "cpu", seed=seed)
+    assert not module.training
+    with torch.no_grad():
+        predicted = module(features).argmax(1).numpy()
+    assert (predicted == partition.labels).mean() >= 0.98
+
+
+def test_a_target_embedding_trains_the_encoder_and_identity_is_left_alone():
+    features, _ = moons(200)
+    partition = spectral_start(StartData(features, knn_graph(features, 10).coalesce()), 2, 0)
+    module = small_module(2, 2)
+    before = [p.detach().clone() for p in module.encoder.parameters()]
+    fit_module_to_start(module, features, partition, 2, "cpu", seed=0)
+    assert all(not torch.equal(b, p) for b, p in zip(before, module.encoder.parameters()))
+    identity = ClusterModule(torch.nn.Flatten(), CosineHead(2, 2))
+    fit_module_to_start(identity, features, partition, 2, "cpu", seed=0)  # no encoder params
+    with torch.no_grad():
+        predicted = identity(features).argmax(1).numpy()
+    assert set(np.unique(predicted)) <= {0, 1}
+
+
+def test_calibrate_batchnorm_sets_the_exact_data_statistics():
+    rows = torch.randn(1000, 3) * torch.tensor([1.0, 2.0, 5.0]) + 3.0
+    module = small_module(3, 2)
+    calibrate_batchnorm(module, rows, "cpu", chunk=1000)
+    first = module.encoder.layers[1]
+    hidden = module.encoder.layers[0](rows).detach()  # what the first BatchNorm sees
+    torch.testing.assert_close(first.running_mean, hidden.mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(first.running_var, hidden.var(0), atol=1e-3, rtol=1e-3)
+    assert first.momentum == 0.1 and not module.training
+
+
+def test_prototypes_are_mean_directions_and_empty_clusters_get_one():
+    emb = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
+    protos = prototypes_from_labels(emb, np.array([0, 0, 2]), 3)
+    expected0 = torch.tensor([1.0, 1.0], dtype=torch.float64)  # unit (1,0) + unit (0,1)
+    torch.testing.assert_close(protos[0], expected0)
+    torch.testing.assert_close(protos[2], torch.tensor([1.0, 1.0], dtype=torch.float64)
+                               / np.sqrt(2.0))
+    assert torch.linalg.norm(protos[1]) > 0  # cluster 1 is empty, still defined
+
+
+# --------------------------------------------------------------------------- #
+# the resolved configuration
+# --------------------------------------------------------------------------- #
+def test_auto_resolves_to_full_scope_and_spectral_start_up_to_the_limits():
+    est = SP2OTClustering(n_clusters=5)
+    small = resolve_config(est, 1000, seed=0)
+    assert (small.scope, small.init, small.build_graph, small.semantic) == (
+        "full", "spectral", True, "global")
+    large = resolve_config(est, defaults.FULL_SCOPE_MAX_SAMPLES + 1, seed=0)
+    assert (large.scope, large.init, large.build_graph, large.semantic) == (
+        "bank", "kmeans", False, "bank")
+    assert small.memory_size == defaults.MEMORY_BANK_BATCHES * 256
+
+
+def test_too_few_samples_for_a_graph_start_fall_back_to_kmeans():
+    est = SP2OTClustering(n_clusters=4, init="spectral")
+    assert resolve_config(est, 2 * 4 + 1, seed=0).init == "kmeans"
+    assert resolve_config(est, 2 * 4 + 2, seed=0).init == "spectral"
+
+
+def test_resolution_reads_parameters_without_changing_them():
+    est = SP2OTClustering(n_clusters=3, batch_size=512, semantic_weight=0.0, init="kmeans",
+                          optimizer="sgd", optimizer_kwargs={"momentum": 0.5})
+    before = est.get_params()
+    config = resolve_config(est, 100, seed=1)
+    assert est.get_params() == before
+    assert config.batch_size == 100 and config.semantic is None and not config.build_graph
+    assert config.optimizer is torch.optim.SGD
+    assert config.optimizer_kwargs == {"optimizer__momentum": 0.5}
+
+
+# --------------------------------------------------------------------------- #
+# fitted state and warnings
+# --------------------------------------------------------------------------- #
+class _Interrupt(Callback):
+    """Presses Ctrl-C at the end of the first epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_refit_on_wider_data_leaves_the_previous_fit_intact():
+    X, _ = make_blobs(60, n_features=4, centers=3, random_state=0)
+    est = SP2OTClustering(n_clusters=3, max_epochs=2, random_state=0).fit(X)
+    labels, proba = est.labels_.copy(), est.predict_proba(X)
+    wide = np.hstack([X, X[:, :2]])
+    est.set_params(callbacks=[_Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(wide)
+    assert est.n_features_in_ == 4 and est._sample_shape == (4,)
+    np.testing.assert_array_equal(est.labels_, labels)
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(wide)
+
+
+def test_a_failed_first_fit_leaves_no_fitted_attribute():
+    import pandas as pd
+
+    X = pd.DataFrame(np.random.default_rng(0).normal(size=(5, 2)), columns=["a", "b"])
+    est = SP2OTClustering(n_clusters=6)
+    with pytest.raises(ValueError, match="n_clusters"):
+        est.fit(X)
+    assert not hasattr(est, "n_features_in_") and not hasattr(est, "feature_names_in_")
+
+
+def test_one_convergence_warning_class_for_solver_and_estimator():
+    import skclust_ot.ot
+
+    assert skclust_ot.ot.ConvergenceWarning is ConvergenceWarning
+    assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
+    cost = torch.rand(50, 4, dtype=torch.float64) * 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)  # scikit-learn's class
+        p2ot(cost, 0.5, epsilon=0.01, max_iter=2)  # stops short, warns: silenced
+    with pytest.warns(ConvergenceWarning, match="distinct clusters") as record:
+        SP2OTClustering(n_clusters=3, max_epochs=1, random_state=0).fit(np.zeros((20, 2)))
+    assert record[0].filename == __file__  # the warning names the user's line

@@ -750,9 +750,6 @@ def test_feature_views_noise_is_relative_to_the_std():
     torch.testing.assert_close(d[:, 1:].mean(0) / std[1:], torch.zeros(2), atol=0.02, rtol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="RhoScheduler counts steps with net.batch_size and "
-                   "ignores iterator_train__batch_size, which skorch's get_iterator uses "
-                   "instead (skclust_ot/nn/_callbacks.py, on_train_begin)")
 def test_rho_scheduler_counts_the_steps_of_iterator_train_batch_size():
     n, epochs = 20, 2
     labeler = RecordingLabeler(n, K, scope="bank", memory_size=8, epsilon=EPS, kl_weight=1.0,

@@ -36,12 +36,15 @@ class RhoScheduler(Callback):
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        sampler = net.get_params_for("iterator_train").get("sampler")
+        iterator = net.get_params_for("iterator_train")
+        sampler = iterator.get("sampler")
         n_samples = len(y) if y is not None else len(X)
         if sampler is not None:
             n_samples = len(sampler)  # e.g. padded to the same length on every rank
-        batch_size = net.batch_size if net.batch_size > 0 else n_samples
-        drop_last = net.get_params_for("iterator_train").get("drop_last", False)
+        # skorch's get_iterator gives iterator_train__batch_size priority
+        batch_size = iterator.get("batch_size", net.batch_size)
+        batch_size = batch_size if batch_size > 0 else n_samples
+        drop_last = iterator.get("drop_last", False)
         per_epoch = n_samples // batch_size if drop_last else math.ceil(n_samples / batch_size)
         self.total_steps_ = max(1, per_epoch * net.max_epochs)
         self.step_ = 0

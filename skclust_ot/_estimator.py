@@ -19,12 +19,12 @@ from torch import nn
 
 from . import _defaults as defaults
 from ._builders import build_module, build_net, build_pseudo_labeler, fit_preprocessing
+from ._checks import check_params_vs_input, float32_rows, resolve_device
 from ._config import OPTIMIZERS, draw_seed, resolve_config
-from ._parallel import Shards, collectively
-from ._stats import _STATS_CHUNK
+from ._parallel import Shards, check_same_shape, collectively, communicator
 from ._start import STARTS, StartData, fit_module_to_start
 from .exceptions import ConvergenceWarning, _external_stacklevel
-from .ot import Communicator, knn_graph
+from .ot import knn_graph
 
 __all__ = ["SP2OTClustering", "VARIANTS"]
 
@@ -42,45 +42,6 @@ VARIANTS = {
 # Attributes that validation with reset=True sets before training; fit puts
 # them back when it does not complete.
 _INPUT_STATE = ("n_features_in_", "feature_names_in_", "_sample_shape")
-
-def _float32_rows(X):
-    """The training rows as a float32 tensor (a copy); raises beyond the float32 range."""
-    with warnings.catch_warnings():
-        # float64 data beyond the float32 range overflow here; reported below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rows = torch.from_numpy(np.array(X, dtype=np.float32))
-    if not all(torch.isfinite(rows[i:i + _STATS_CHUNK]).all()
-               for i in range(0, rows.shape[0], _STATS_CHUNK)):
-        raise ValueError(
-            "X has values beyond the float32 range (about ±3.4e38) used for "
-            "training; rescale the data (e.g. with StandardScaler) first."
-        )
-    return rows
-
-
-def _resolve_device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a valid torch device; use 'auto', 'cpu', "
-            "'cuda' or 'cuda:<index>'."
-        ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available on this "
-                "machine; use device='auto' (CUDA when present, else CPU) or 'cpu'."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={device!r} was requested but only {torch.cuda.device_count()} "
-                "CUDA device(s) are visible."
-            )
-    return str(resolved)
-
 
 class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                       BaseEstimator):
@@ -108,7 +69,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         in place). Custom encoders accept inputs of any shape (e.g. images).
     encoder_kwargs : dict, default=None
         Keyword arguments for the encoder.
-    standardize : {"global", "feature", "none"}, default="global"
+    standardize : {"global", "robust", "feature", "none"}, default="global"
         Fixed input scaling inside the network (applied at predict too):
         ``"global"`` centres each feature and divides all by one common
         scale, which keeps the data's geometry (relative feature scales, as
@@ -127,11 +88,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Mini-batch size (capped at the number of samples).
     lr : float, default=1e-4
         Learning rate; decays with a cosine schedule over ``max_epochs``.
-        Chosen by the quality benchmark: the start (spectral or k-means) is
-        already a good partition, and 1e-4 keeps more of it than 1e-3 while
-        the pseudo-labels still move the tail clusters (mean balanced
-        accuracy 0.705 vs 0.701, macro-F1 0.684 vs 0.678 over 6 cases × 3
-        seeds; also +0.004 / +0.006 with the k-means start).
+        Small, so that training refines the start's partition rather than
+        replacing it.
     optimizer : {"adam", "adamw", "sgd"} or torch optimizer class, default="adam"
     optimizer_kwargs : dict, default=None
         Extra optimizer arguments (e.g. ``{"weight_decay": 1e-4}``).
@@ -147,14 +105,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     semantic_weight : float, default=0.02
         Weight of the SP²OT semantic (kNN-graph) term, in units of the
         scaled plan ``N·Q``; it fades as ``(1 - rho)``. ``0`` gives P²OT.
-        The paper's λ_s0 = 1000 at a 5120-sample bank corresponds to 0.2;
-        the default is ten times lower, chosen by the quality benchmark
-        (0.2 and 0.1 hurt text embeddings and penguins, 0.02 helped every
-        case tried; see ``docs/quality_benchmark.md``).
+        The paper's λ_s0 = 1000 at a 5120-sample bank corresponds to 0.2.
     n_neighbors : int, default=10
         Neighbours in the kNN graph (semantic term, spectral start,
-        neighbour views). 10 rather than the paper's 20 keeps small tail
-        clusters from being wired into their big neighbours.
+        neighbour views). Fewer neighbours than the paper's 20, so that
+        small clusters are less often wired into their large neighbours.
     sigma : float, default=2.0
         Gaussian kernel width of the graph, ``exp(-d²/(2 σ² n_features))``.
     ot_scope : {"auto", "full", "bank"}, default="auto"
@@ -181,14 +136,16 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         instead of itself, each supervised by the other's pseudo-label
         (neighbour consistency). Used with the ``"full"`` OT scope.
     init : {"auto", "kmeans", "spectral", "random"}, default="auto"
-        How training starts. ``"auto"``: ``"spectral"`` up to 20,000
-        samples, ``"kmeans"`` above (the spectral embedding needs an exact
-        kNN graph and an eigensolver). ``"kmeans"``: k-means in the scaled input space,
-        and the head fitted to reproduce that partition (prevents lost
+        How training starts (the strategies of ``skclust_ot._start``).
+        ``"auto"``: ``"spectral"`` up to 20,000 samples, ``"kmeans"`` above
+        (the spectral embedding needs an exact kNN graph and an
+        eigensolver). ``"kmeans"``: k-means in the scaled input space, and
+        the head fitted to reproduce that partition (prevents lost
         clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
-        the head reproduces spectral clustering's partition. ``"random"``:
-        random prototypes.
+        the head is fitted to spectral clustering's partition; with fewer
+        than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``.
+        ``"random"``: random prototypes.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     distributed : bool, default=False
@@ -397,54 +354,6 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             )
         return X
 
-    def _check_params_vs_input(self, X, n_samples=None):
-        if n_samples is None:
-            n_samples = X.shape[0]
-        if self.distributed and self.neighbor_views > 0:
-            raise ValueError(
-                "neighbor_views > 0 is not supported with distributed=True (a sample's "
-                "neighbours may live on another rank); set neighbor_views=0."
-            )
-        if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
-            )
-        if isinstance(self.encoder, type) and not issubclass(self.encoder, nn.Module):
-            raise ValueError(
-                f"encoder={self.encoder!r} is a class but not a torch.nn.Module subclass; "
-                "pass 'mlp', 'identity', a torch.nn.Module subclass or an instance."
-            )
-        if not self._custom_encoder() and X.ndim != 2:
-            raise ValueError(
-                f"encoder={self.encoder!r} expects 2-D input, got {X.ndim}-D; pass a "
-                "custom torch.nn.Module encoder for images or other shapes."
-            )
-        kwargs = self.encoder_kwargs or {}
-        if self.encoder == "mlp":
-            unknown = set(kwargs) - set(defaults.MLP_DEFAULTS)
-            if unknown:
-                raise ValueError(
-                    f"Unknown encoder_kwargs for encoder='mlp': {sorted(unknown)}; "
-                    f"valid keys are {sorted(defaults.MLP_DEFAULTS)}."
-                )
-        elif (self.encoder == "identity" or isinstance(self.encoder, nn.Module)) and kwargs:
-            raise ValueError(
-                "encoder_kwargs must be empty when encoder is 'identity' or a module "
-                "instance (configure the instance itself)."
-            )
-        if isinstance(self.optimizer, type) and not issubclass(self.optimizer,
-                                                               torch.optim.Optimizer):
-            raise ValueError(
-                f"optimizer={self.optimizer!r} is not a torch.optim.Optimizer subclass; "
-                f"use one of {sorted(OPTIMIZERS)} or an optimizer class."
-            )
-        for cb in self.callbacks or []:
-            obj = cb[1] if isinstance(cb, tuple) else cb
-            if not hasattr(obj, "on_epoch_end"):
-                raise ValueError(
-                    f"callbacks must be skorch callbacks or (name, callback) pairs; got {cb!r}."
-                )
-
     # ------------------------------------------------------------------ #
     # fit: the recipe
     # ------------------------------------------------------------------ #
@@ -488,13 +397,13 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
 
     def _prepare_fit(self, X):
         """Validated data, where its rows live, the device and the resolved configuration."""
-        comm = self._communicator() if self.distributed else None
+        comm = communicator() if self.distributed else None
         X = collectively(comm, self._validate_X, X, reset=True)
         shards = Shards(comm, X.shape[0])
         if comm is not None:
-            shards.collectively(self._check_same_shape, comm)
-        shards.collectively(self._check_params_vs_input, X, shards.n_total)
-        device = shards.collectively(_resolve_device, self.device)
+            shards.collectively(check_same_shape, comm, self._sample_shape)
+        shards.collectively(check_params_vs_input, self, X, shards.n_total)
+        device = shards.collectively(resolve_device, self.device)
         seed = shards.common_seed(draw_seed(self.random_state))
         return X, shards, device, resolve_config(self, shards.n_total, seed)
 
@@ -504,7 +413,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         The order is also the order in which the parts draw from torch's
         (forked, seeded) random stream: encoder, head, start, training.
         """
-        local_rows = shards.collectively(_float32_rows, X)
+        local_rows = shards.collectively(float32_rows, X)
         rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
         # the statistics see the caller's values: float64 input keeps its precision
         stats_data = X if shards.comm is None else rows.numpy()
@@ -571,29 +480,10 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         if self.distributed is not True:
             return super()._validate_params()
         try:
-            comm = self._communicator()
+            comm = communicator()
         except ValueError:
             return super()._validate_params()  # fit reports the missing group
         return collectively(comm, super()._validate_params)
-
-    def _communicator(self):
-        try:
-            return Communicator()
-        except RuntimeError as exc:
-            raise ValueError(
-                "distributed=True needs torch.distributed's default process group: call "
-                "torch.distributed.init_process_group(...) in every process first (e.g. "
-                "in a script launched with torchrun), or set distributed=False."
-            ) from exc
-
-    def _check_same_shape(self, comm):
-        shapes = [None] * comm.world_size
-        torch.distributed.all_gather_object(shapes, tuple(self._sample_shape), group=comm.group)
-        if len(set(shapes)) > 1:
-            raise ValueError(
-                f"X has samples of different shapes on different ranks: {shapes} "
-                "(rank order); every rank must pass rows of the same data set."
-            )
 
     # ------------------------------------------------------------------ #
     # predict
@@ -674,6 +564,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Returns
         -------
         proba : ndarray of shape (n_samples, n_clusters)
+            Soft assignments; rows sum to 1.
         """
         return self.predict_proba(X)
 
@@ -693,6 +584,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Returns
         -------
         score : float
+            Mean over the samples of ``log max_k p_k`` (at most 0).
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)

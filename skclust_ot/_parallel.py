@@ -10,8 +10,9 @@ is no communicator.
 import torch
 
 from .nn import PaddedShuffleSampler
+from .ot import Communicator
 
-__all__ = ["Shards", "collectively"]
+__all__ = ["Shards", "check_same_shape", "collectively", "communicator"]
 
 # rank r's sampler seed is seed + this * (r + 1): distinct streams per rank
 _RANK_SEED_STRIDE = 104729
@@ -29,6 +30,29 @@ def collectively(comm, func, *args, **kwargs):
         error = exc
     comm.agree(error)
     return result
+
+
+def communicator():
+    """The default process group's :class:`~skclust_ot.ot.Communicator` (ValueError if none)."""
+    try:
+        return Communicator()
+    except RuntimeError as exc:
+        raise ValueError(
+            "distributed=True needs torch.distributed's default process group: call "
+            "torch.distributed.init_process_group(...) in every process first (e.g. "
+            "in a script launched with torchrun), or set distributed=False."
+        ) from exc
+
+
+def check_same_shape(comm, sample_shape):
+    """ValueError on every rank unless all ranks hold samples of one shape."""
+    shapes = [None] * comm.world_size
+    torch.distributed.all_gather_object(shapes, tuple(sample_shape), group=comm.group)
+    if len(set(shapes)) > 1:
+        raise ValueError(
+            f"X has samples of different shapes on different ranks: {shapes} "
+            "(rank order); every rank must pass rows of the same data set."
+        )
 
 
 class Shards:

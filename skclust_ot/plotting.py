@@ -72,6 +72,7 @@ def plot_cluster_sizes(est_or_labels, y_true=None, ax=None):
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
 
     Examples
     --------
@@ -156,6 +157,7 @@ def plot_clusters_2d(X, labels, ax=None):
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
     """
     X = np.asarray(X, dtype=np.float64)
     X = X.reshape(X.shape[0], -1)

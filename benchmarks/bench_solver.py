@@ -76,6 +76,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(ROOT))
 from skclust_ot.ot import cost_from_logits, knn_graph, p2ot, sp2ot  # noqa: E402
 from skclust_ot.ot import _p2ot  # noqa: E402
+from skclust_ot.ot._scaling_loop import _FUSE_MIN_BYTES  # noqa: E402
 from skclust_ot.ot._sp2ot import _symmetrized  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
@@ -282,7 +283,7 @@ def bench_iteration(report, bandwidth, repeats, quick):
         for name, fn, est in variants:
             if name == "log" and n * k > 2e7 and quick:
                 continue
-            if name == "scaling, unfused" and n * k * 4 < _p2ot._FUSE_MIN_BYTES:
+            if name == "scaling, unfused" and n * k * 4 < _FUSE_MIN_BYTES:
                 continue
             per, t1 = per_iteration(fn, est, repeats if name != "log" else max(2, repeats - 2))
             SUMMARY.setdefault("iteration", {})[(n, k, name)] = (per, per / bound)

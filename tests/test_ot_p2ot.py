@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skclust_ot.ot import ConvergenceWarning, cost_from_logits, p2ot, rho_schedule
-from skclust_ot.ot import _p2ot as p2ot_module
+from skclust_ot.ot._backend import make_backend
+from skclust_ot.ot._control import _Acceleration
+from skclust_ot.ot._p2ot import _solve
+from skclust_ot.ot._problem import _Problem
 
 METHODS = ["scaling", "log"]
 DTYPES = [torch.float32, torch.float64]
@@ -222,7 +225,7 @@ def test_fallback_to_log_when_a_column_underflows(dtype):
 
 def test_numerical_error_restores_last_finite_iterate(monkeypatch):
     cost = random_cost(40, 3, seed=10)
-    original = p2ot_module._Problem.column_update
+    original = _Problem.column_update
     calls = {"n": 0}
 
     def poisoned(self, *args):
@@ -232,7 +235,7 @@ def test_numerical_error_restores_last_finite_iterate(monkeypatch):
             v = v * math.nan
         return v, v_virtual
 
-    monkeypatch.setattr(p2ot_module._Problem, "column_update", poisoned)
+    monkeypatch.setattr(_Problem, "column_update", poisoned)
     with pytest.warns(ConvergenceWarning, match="numerical errors"):
         plan, log = p2ot(cost, 0.5, method="log")
     assert not log["converged"] and log["n_iter"] == 2
@@ -492,7 +495,7 @@ def test_cuda_matches_cpu(dtype, method):
 # implementation paths: backends, fused sweeps, check schedule, acceleration,
 # translation (private switches of the solver core)
 # --------------------------------------------------------------------------- #
-solve_core = p2ot_module._solve
+solve_core = _solve
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -587,7 +590,7 @@ def test_tol_zero_and_exact_zero_errors_do_not_break_the_acceleration():
     with pytest.warns(ConvergenceWarning):
         plan, log = p2ot(cost, 0.3, tol=0.0, max_iter=200)
     assert log["status"] == "max_iter" and log["row_error"] < 1e-12
-    acceleration = p2ot_module._Acceleration(p2ot_module.make_backend(cost), cost.dtype)
+    acceleration = _Acceleration(make_backend(cost), cost.dtype)
     acceleration.update(1, 0.0, 1e-6)
     acceleration.update(2, 0.0, 1e-6)  # previous error exactly 0
     assert acceleration.exact_next

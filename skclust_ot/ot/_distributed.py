@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 
 from ._backend import make_backend
-from ._p2ot import _Acceleration, _warn_if_failed
+from ._control import CONVERGED, MAX_ITER, _Acceleration
+from ._p2ot import _warn_if_failed
 from ._sp2ot import _majorize_minimize, _p2ot_objective
 from ._validation import _all_finite_tensor, _check_int, _check_real
 
@@ -215,9 +216,12 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0, accel
             x = torch.logaddexp(x, g[k].expand(n_local))
         return x
 
+    def row_error(f, rows):
+        return float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
+
     f = log_a - row_lse(g)
-    err, status, n_iter = math.inf, "max_iter", 0
-    # Anderson mixing of the finite column potentials (see ``_p2ot``)
+    err, status, n_iter = math.inf, MAX_ITER, 0
+    # Anderson mixing of the finite column potentials (see ``_control``)
     acceleration = _Acceleration(make_backend(c, "torch"), acc, accelerate)
     width = k + 1 if has_virtual else k
     for it in range(1, max_iter + 1):
@@ -238,43 +242,47 @@ def _solve_sharded(comm, cost, rho, epsilon, kl_weight, max_iter, tol, g0, accel
                 g[k] = -math.inf
         mixed = False
         if acceleration.active:
-            x_next, mixed = acceleration.mix(it, max_iter, g_prev[:width], g[:width])
-            # one MAX all-reduce of (mixed?, next iterate) on every rank while the
-            # mixing is active (its activity follows reduced values only), so
-            # that ranks agree on both even if their LAPACK builds round
-            # differently
-            agreed = comm.max(torch.cat([torch.ones(1, dtype=acc, device=c.device) * mixed,
-                                         x_next]))
-            mixed = bool(agreed[0] > 0)
-            if mixed:
-                g_plain, g = g, g.clone()
-                g[:width] = agreed[1:]
+            g, g_plain, mixed = _agreed_mix(comm, acceleration, it, max_iter, g_prev, g, width)
         rows = row_lse(g)
-        err = float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
+        err = row_error(f, rows)
         if mixed and not math.isfinite(err):
             # the mixed step overflowed: take the plain one, and plain steps from now on
             acceleration.stop()
             g, mixed = g_plain, False
             rows = row_lse(g)
-            err = float(comm.sum(torch.abs(torch.exp(f + rows) - math.exp(log_a)).sum()[None]))
+            err = row_error(f, rows)
         n_iter = it
         if not math.isfinite(err):
             status = "numerical"
             break
-        polish = err < tol and mixed
-        if polish:
-            # a mixed column step leaves the column conditions inexact: end
-            # with an exact step
-            acceleration.stop()
-        elif err < tol:
-            status = "converged"
+        verdict = acceleration.decide(it, max_iter, err, tol, mixed)
+        if verdict in (CONVERGED, MAX_ITER):
+            status = verdict
             break
-        if it < max_iter:
-            acceleration.update(it, err, tol)
-            f = log_a - rows
+        acceleration.after_check(it, err, tol)
+        f = log_a - rows
     plan = torch.exp(f[:, None] + g[None, :k] - c)
     virtual = torch.exp(f + g[k]) if has_virtual else None
     return plan, virtual, f * epsilon, g * epsilon, n_iter, err, status
+
+
+def _agreed_mix(comm, acceleration, it, max_iter, g_prev, g, width):
+    """``(g, g_plain, mixed)``: the mixed column potentials, the same on every rank.
+
+    One MAX all-reduce of (mixed?, next iterate) while the mixing is active
+    (its activity follows reduced values only), so that the ranks agree on
+    both even if their LAPACK builds round differently. ``g_plain`` is the
+    unmixed ``g``.
+    """
+    x_next, mixed = acceleration.mix(it, max_iter, g_prev[:width], g[:width])
+    agreed = comm.max(torch.cat([torch.ones(1, dtype=g.dtype, device=g.device) * mixed,
+                                 x_next]))
+    mixed = bool(agreed[0] > 0)
+    g_plain = g
+    if mixed:
+        g = g.clone()
+        g[:width] = agreed[1:]
+    return g, g_plain, mixed
 
 
 def _log(comm, plan, virtual, rho, f, g, n_iter, err, status, dtype):

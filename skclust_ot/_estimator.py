@@ -83,7 +83,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     head_scale : float, default=10.0
         Logit scale of the cosine head (an inverse temperature).
     max_epochs : int, default=50
-        Training epochs.
+        Training epochs. ``0`` keeps the start (see ``init``) without any
+        training: what the training adds is the difference.
     batch_size : int, default=256
         Mini-batch size (capped at the number of samples).
     lr : float, default=1e-4
@@ -231,7 +232,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "encoder_kwargs": [dict, None],
         "standardize": [StrOptions({"global", "robust", "feature", "none"})],
         "head_scale": [Interval(Real, 0, None, closed="neither")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
@@ -438,7 +439,10 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             neighbors = graph.indices()[1].reshape(rows.shape[0], -1)
         net = build_net(self, config, module, labeler, preprocessing, shards, device,
                         neighbors=neighbors, neighbor_data=rows if neighbors is not None else None)
-        net.fit(local_rows, torch.arange(shards.n_local))
+        if self.max_epochs > 0:
+            net.fit(local_rows, torch.arange(shards.n_local))
+        else:  # the start alone
+            net.initialize()
         shards.finish(net)
         net.module_.eval()
         # Keep no device tensors outside skorch's CUDA-aware attributes

@@ -234,3 +234,14 @@ def test_one_convergence_warning_class_for_solver_and_estimator():
     with pytest.warns(ConvergenceWarning, match="distinct clusters") as record:
         SP2OTClustering(n_clusters=3, max_epochs=1, random_state=0).fit(np.zeros((20, 2)))
     assert record[0].filename == __file__  # the warning names the user's line
+
+
+def test_max_epochs_zero_keeps_the_start():
+    X, _ = make_blobs(300, centers=[[0, 0], [6, 0], [0, 6]], random_state=0)
+    est = SP2OTClustering(n_clusters=3, max_epochs=0, init="kmeans", random_state=0).fit(X)
+    assert est.n_iter_ == 0 and len(est.history_) == 0
+    start = KMeans(3, n_init=10, random_state=0)
+    # the k-means start's partition, reproduced by the fitted head
+    assert adjusted_rand_score(start.fit_predict(X), est.labels_) > 0.98
+    np.testing.assert_allclose(est.cluster_weights_, np.full(3, 1 / 3))
+    np.testing.assert_array_equal(est.predict(X), est.labels_)

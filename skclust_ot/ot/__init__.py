@@ -1,6 +1,10 @@
 """Optimal-transport solvers: P²OT, SP²OT, the kNN semantic graph and mass schedules.
 
-Pure torch: every function follows the device and dtype of its input tensors.
+The solvers take and return torch tensors and follow the device and dtype of
+their input. On the CPU the P²OT loops run in NumPy (``_backend``, OpenBLAS
+matrix-vector products), on other devices in torch; either way the Anderson
+mixing solves its small (at most 5 x 5) least-squares system on the host with
+SciPy's LAPACK.
 """
 
 from ..exceptions import ConvergenceWarning

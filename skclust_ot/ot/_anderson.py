@@ -30,11 +30,9 @@ import numpy as np
 import torch
 from scipy.linalg.lapack import dposv
 
-# History length m. Total iterations to tol = 1e-6, with the safeguards of
-# ``_p2ot``: on the solver benchmark's grid (36 cells, float64) 571 / 511 /
-# 446 / 413 with m = 2 / 3 / 5 / 8 (1003 with the earlier over-relaxation);
-# on 40 float32 / float64 problems up to 1e5 x 1000, 857 / 715 / 577 / 650
-# (1637 with over-relaxation)
+# history length m: longer histories help float64 and hurt float32, whose
+# older residual differences are closer to rounding noise (the measurements:
+# docs/design.md, "Mixing constants")
 MEMORY = 5
 # Tikhonov weight of the least-squares system, relative to its trace
 _REGULARIZATION = 1e-10

@@ -15,7 +15,7 @@ high-water mark, fits, and reports:
   generation) and that as a multiple of the input size N·d·4 bytes;
 - NMI / ARI against the true labels (for information).
 
-The SP2OT runs also trace ``_fit_net`` and its helpers line by line (RSS and
+The SP2OT runs also trace ``_train`` and its helpers line by line (RSS and
 peak-RSS checkpoints at every line, not during training), which gives which
 line of ``skclust_ot/_estimator.py`` allocates what. A separate subprocess per
 N measures the recall of the bank-local kNN graph (what the ``"bank"`` scope
@@ -346,26 +346,36 @@ def child_fit(kind, n, epochs):
     peaks = Peaks(reset)
     phases, tracer = None, None
     if kind == "SP2OT":
+        import skclust_ot._builders as builders_mod
+        import skclust_ot._start as start_mod
+
         phases = PhaseRecorder(peaks)
         cls = SP2OTClustering
         if not ARGS.no_trace:
             import inspect
 
-            names = ("fit", "_validate_X", "_fit_net", "_kmeans_labels", "_calibrate_batchnorm",
-                     "_embed_all", "_prototypes_from_labels", "_fit_prototypes",
-                     "_predict_labels")
-            tracer = LineTracer([inspect.unwrap(getattr(cls, name)).__code__ for name in names],
-                                peaks)
+            # the fit's recipe and the start's steps (skclust_ot/_estimator.py,
+            # _builders.py, _start.py), traced line by line
+            functions = [getattr(cls, name) for name in
+                         ("fit", "_validate_X", "_prepare_fit", "_train", "_set_fitted_state",
+                          "_predict_labels")]
+            functions += [getattr(builders_mod, name) for name in
+                          ("fit_preprocessing", "build_module", "build_net")]
+            functions += [getattr(start_mod, name) for name in
+                          ("kmeans_labels", "fit_module_to_start", "calibrate_batchnorm",
+                           "embed_all", "prototypes_from_labels", "fit_prototypes")]
+            tracer = LineTracer([inspect.unwrap(f).__code__ for f in functions], peaks)
             for c in tracer.codes:
                 if c.co_filename not in sources:
                     sources[c.co_filename] = Path(c.co_filename).read_text().splitlines()
-        for name, label in [("_validate_X", "validate X"), ("_build_encoder", "build encoder"),
-                            ("_kmeans_labels", "k-means start"),
-                            ("_calibrate_batchnorm", "BatchNorm calibration"),
-                            ("_embed_all", "embed all rows"),
-                            ("_fit_prototypes", "fit prototypes (head start)"),
-                            ("_predict_labels", "labels_ (predict all rows)")]:
-            phases.wrap(cls, name, label)
+        for owner, name, label in [(cls, "_validate_X", "validate X"),
+                                   (builders_mod, "build_encoder", "build encoder"),
+                                   (start_mod, "kmeans_labels", "k-means start"),
+                                   (start_mod, "calibrate_batchnorm", "BatchNorm calibration"),
+                                   (start_mod, "embed_all", "embed all rows"),
+                                   (start_mod, "fit_prototypes", "fit prototypes (head start)"),
+                                   (cls, "_predict_labels", "labels_ (predict all rows)")]:
+            phases.wrap(owner, name, label)
         phases.wrap(SP2OTNet, "fit", "training (net.fit: all epochs)",
                     on_enter=tracer.pause if tracer else None,
                     on_exit=tracer.resume if tracer else None)
@@ -655,7 +665,7 @@ def render(runs, recalls, meta):
             "the high-water mark is reset at every phase boundary, so 'peak extra' is "
             "exact per phase: peak RSS during the phase − RSS right after data generation. "
             "'held' = RSS at the end of the phase − the same baseline. Phases not listed "
-            "(validation, statistics, preprocessing) sit between them in `_fit_net`; the "
+            "(validation, statistics, preprocessing) sit between them in `_train`; the "
             "line-by-line table below covers them. The k-means start is "
             "`KMeans(n_init=10)` up to 20,000 rows and `MiniBatchKMeans(n_init=3, "
             "batch_size=4096)` above (`_kmeans_labels`).\n")
@@ -683,17 +693,17 @@ def render(runs, recalls, meta):
             add(f"\n## SP2OT: memory by line of the estimator (N = {big['n']:,})\n")
             if big.get("code"):
                 where = describe_blob(big["code"]["estimator_blob"])
-                add("Line numbers refer to `skclust_ot/_estimator.py` "
-                    + (f"at commit {where}" if where else
+                add("Line numbers refer to the files of `skclust_ot/` "
+                    + (f"at the commit of `_estimator.py`, {where}" if where else
                        f"blob {big['code']['estimator_blob'][:10]} (uncommitted)") + ".\n")
             add("A trace function (off during training, which is a single call) reads "
-                "`VmRSS` and `VmHWM` at every line of `fit`, `_fit_net` and the "
+                "`VmRSS` and `VmHWM` at every line of `fit`, `_train` and the "
                 "init helpers and resets the high-water mark, so each line gets its own "
                 "transient peak and the RSS it leaves behind. Listed: lines whose peak "
                 "or kept memory is at least 0.25 × the input "
                 f"({big['input_bytes'] / 2**20:.0f} MB); × input in brackets. Lines run "
                 "several times (loops) show their largest peak and their summed "
-                "kept memory; negative kept memory is memory freed (e.g. when `_fit_net` "
+                "kept memory; negative kept memory is memory freed (e.g. when `_train` "
                 "returns).\n")
             rows = []
             for s in sorted(big["lines"], key=lambda s: (s["file"], s["line"])):
@@ -748,7 +758,7 @@ def render(runs, recalls, meta):
             h = (train[0]["rss_start_kib"] - big["base_rss_kib"]) * 1024
             held = (f" At N = {big['n']:,} fit holds {h / 2**20:.0f} MB = "
                     f"{h / big['input_bytes']:.2f} × the input when training starts.")
-    add("- Per-row state held during training: whatever `_fit_net` keeps alive until "
+    add("- Per-row state held during training: whatever `_train` keeps alive until "
         "it returns, chiefly the float32 copy of X handed to skorch and the "
         "preprocessed float32 inputs (the bank graph's features); see the line table."
         + held)

@@ -24,6 +24,8 @@ def _default_max_gap(n_samples, n_clusters):
 
 
 class _CheckSchedule:
+    """When the next convergence check is due (see the comment above)."""
+
     def __init__(self, tol, max_gap, max_iter):
         self.tol, self.max_gap, self.max_iter = tol, max_gap, max_iter
         self.previous = None
@@ -45,7 +47,6 @@ class _CheckSchedule:
                 gap = min(self.max_gap, max(1, math.ceil(need)))
         self.previous = (it, err)
         self.next = it + gap
-
 
 
 # Acceleration. Every iteration maps the column log-potentials (K real + 1
@@ -190,4 +191,3 @@ class _Acceleration:
             if verdict == POLISH:
                 sched.next = it + 1  # check the exact step
         self.update(it, err, tol)
-

@@ -162,7 +162,6 @@ def _log_plan(pb, u, v, v_virtual):
     return W, virtual, sums
 
 
-
 def _summary(pb, plan, virtual, sums):
     """Marginal errors of the returned plan, reduced in float64."""
     be = pb.be

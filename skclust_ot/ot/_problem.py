@@ -225,7 +225,6 @@ def _lse(be, x):
     return be.xp.log(be.sum(be.xp.exp(x - top))) + top
 
 
-
 class _Sums:
     """Row and column sums of the plan in float64, accumulated while it is formed."""
 
@@ -257,4 +256,3 @@ def _initial_column_potentials(pb, g):
             # e.g. potentials of a rho == 1 solve: start the virtual column cold
             v_virtual = be.sval(0.0)
     return v, v_virtual
-

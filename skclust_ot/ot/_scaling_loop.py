@@ -437,4 +437,3 @@ def _sweep_blocks(pb, force=False):
             return None
         rows = max(1, _FUSE_BLOCK_BYTES // row_bytes)
     return [(s, min(s + rows, n)) for s in range(0, n, rows)]
-

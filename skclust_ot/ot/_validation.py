@@ -105,7 +105,6 @@ def _accumulation_dtype(tensor):
     return torch.float32 if tensor.device.type == "mps" else torch.float64
 
 
-
 def _check_warm_start(warm_start, cost):
     """The column potentials g of ``warm_start`` (accumulation dtype, cost's device), or None.
 

@@ -67,19 +67,53 @@ class Communicator:
         return tensor.to(self.device) if tensor.device != self.device else tensor.clone()
 
     def sum(self, tensor):
-        """Sum over ranks (a new tensor on ``tensor``'s device)."""
+        """Sum over ranks.
+
+        Parameters
+        ----------
+        tensor : torch.Tensor
+            This rank's values (not modified).
+
+        Returns
+        -------
+        total : torch.Tensor
+            The elementwise sum over the ranks, a new tensor on ``tensor``'s
+            device.
+        """
         out = self._on_device(tensor)
         dist.all_reduce(out, op=dist.ReduceOp.SUM, group=self.group)
         return out.to(tensor.device)
 
     def max(self, tensor):
-        """Elementwise maximum over ranks."""
+        """Elementwise maximum over ranks.
+
+        Parameters
+        ----------
+        tensor : torch.Tensor
+            This rank's values (not modified).
+
+        Returns
+        -------
+        maximum : torch.Tensor
+            The elementwise maximum over the ranks, on ``tensor``'s device.
+        """
         out = self._on_device(tensor)
         dist.all_reduce(out, op=dist.ReduceOp.MAX, group=self.group)
         return out.to(tensor.device)
 
     def sizes(self, n_local):
-        """Number of rows of every rank (a list)."""
+        """Number of rows of every rank.
+
+        Parameters
+        ----------
+        n_local : int
+            This rank's number of rows.
+
+        Returns
+        -------
+        sizes : list of int
+            Every rank's number of rows, in rank order.
+        """
         sizes = self.sum(self._one_hot(n_local))
         return [int(s) for s in sizes.tolist()]
 
@@ -91,8 +125,18 @@ class Communicator:
     def gather_rows(self, tensor, sizes=None):
         """Concatenate every rank's rows in rank order (rows may differ in number).
 
-        ``sizes``: every rank's number of rows when already known (saves the
-        reduction that finds them).
+        Parameters
+        ----------
+        tensor : torch.Tensor of shape (n_local, ...)
+            This rank's rows.
+        sizes : list of int or None, default=None
+            Every rank's number of rows when already known (saves the
+            reduction that finds them).
+
+        Returns
+        -------
+        rows : torch.Tensor of shape (sum(sizes), ...)
+            The rows of all ranks, on this communicator's device.
         """
         if sizes is None:
             sizes = self.sizes(tensor.shape[0])
@@ -111,6 +155,16 @@ class Communicator:
         exception; the others raise its nearest built-in exception type
         (``ValueError`` for sklearn's ``InvalidParameterError``) with the
         failing rank's message.
+
+        Parameters
+        ----------
+        error : BaseException or None, default=None
+            This rank's exception, or None when this rank is fine.
+
+        Raises
+        ------
+        Exception
+            On every rank, when any rank passed an exception.
         """
         flag = torch.tensor([0.0 if error is None else 1.0], dtype=torch.float64)
         if float(self.max(flag)) == 0.0:
@@ -325,14 +379,21 @@ def p2ot_distributed(cost, rho, *, epsilon=0.1, kl_weight=1.0, max_iter=1000, to
     ----------
     cost : torch.Tensor of shape (n_local_samples, n_clusters)
         This rank's cost rows (may be empty); K is the same on every rank.
-    rho, epsilon, kl_weight, max_iter, tol
-        As in :func:`skclust_ot.ot.p2ot`; ``tol`` bounds the L1 row error
-        summed over all ranks.
+    rho : float in (0, 1]
+        Total transported mass, as in :func:`skclust_ot.ot.p2ot`.
+    epsilon : float, default=0.1
+        Entropic regularisation, > 0.
+    kl_weight : float, default=1.0
+        Weight of the KL penalty on the cluster sizes (``math.inf``: uniform).
+    max_iter : int, default=1000
+        Maximum number of iterations.
+    tol : float, default=1e-6
+        Bound on the L1 row error summed over all ranks.
     warm_start : tuple (f, g) or None, default=None
         Only the column potentials ``g`` (length K + 1, the same on every
         rank) are used, as in :func:`skclust_ot.ot.p2ot`.
     group : ProcessGroup or None, default=None
-        ``None``: the default group.
+        The process group; ``None``: the default group.
 
     Returns
     -------
@@ -409,14 +470,30 @@ def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_
     cost : torch.Tensor of shape (n_local_samples, n_clusters)
         This rank's cost rows.
     rho : float in (0, 1]
+        Total transported mass.
     graph : torch.Tensor of shape (n_local_samples, n_samples)
         This rank's rows of the sparse affinity S (COO or CSR), columns
         indexed globally (rank order), e.g. the rows of a global
         :func:`knn_graph`. Never densified; the edges of all ranks are
         gathered once to form the local rows of S + Sᵀ.
-    semantic_weight, epsilon, kl_weight, max_iter, tol, mm_max_iter, mm_tol, warm_start
-        As in :func:`skclust_ot.ot.sp2ot`.
+    semantic_weight : float, default=0.2
+        Weight of the semantic term, as in :func:`skclust_ot.ot.sp2ot`.
+    epsilon : float, default=0.1
+        Entropic regularisation of every inner solve, > 0.
+    kl_weight : float, default=1.0
+        Weight of the KL penalty on the cluster sizes.
+    max_iter : int, default=1000
+        Maximum iterations per inner solve.
+    tol : float, default=1e-6
+        Row-marginal tolerance (summed over all ranks) of every inner solve.
+    mm_max_iter : int, default=100
+        Maximum number of majorization–minimization steps.
+    mm_tol : float, default=1e-6
+        Stop when the relative change of the SP²OT objective is below it.
+    warm_start : tuple (f, g) or None, default=None
+        Potentials of the first inner solve, as in :func:`skclust_ot.ot.sp2ot`.
     group : ProcessGroup or None, default=None
+        The process group; ``None``: the default group.
 
     Returns
     -------

@@ -177,8 +177,16 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
         moved to the dtype and device of ``cost``. Never densified.
     semantic_weight : float, default=0.2
         Weight of the semantic term, >= 0, applied to the scaled plan N·Q.
-    epsilon, kl_weight, max_iter, tol, method
-        As in :func:`p2ot`, for every inner P²OT solve.
+    epsilon : float, default=0.1
+        Entropic regularisation of every inner P²OT solve, > 0.
+    kl_weight : float, default=1.0
+        Weight of the KL penalty on the cluster sizes, as in :func:`p2ot`.
+    max_iter : int, default=1000
+        Maximum scaling iterations per inner P²OT solve.
+    tol : float, default=1e-6
+        Row-marginal tolerance of every inner P²OT solve.
+    method : {"auto", "scaling", "log"}, default="auto"
+        Solver path of the inner P²OT solves, as in :func:`p2ot`.
     mm_max_iter : int, default=100
         Maximum number of majorization–minimization steps (0 gives P²OT).
     mm_tol : float, default=1e-6

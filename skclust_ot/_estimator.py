@@ -1,6 +1,8 @@
 """SP2OTClustering: the scikit-learn estimator (validation and orchestration)."""
 
+import contextlib
 import math
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -42,6 +44,20 @@ VARIANTS = {
 # Attributes that validation with reset=True sets before training; fit puts
 # them back when it does not complete.
 _INPUT_STATE = ("n_features_in_", "feature_names_in_", "_sample_shape")
+
+class _PhaseLog:
+    """With ``verbose >= 1``, one line per set-up phase of a fit and its duration."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+
+    @contextlib.contextmanager
+    def __call__(self, label):
+        start = time.perf_counter()
+        yield
+        if self.verbose >= 1:
+            print(f"{label:<40s}{time.perf_counter() - start:8.2f} s", flush=True)
+
 
 class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin,
                       BaseEstimator):
@@ -414,19 +430,26 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         The order is also the order in which the parts draw from torch's
         (forked, seeded) random stream: encoder, head, start, training.
         """
-        local_rows = shards.collectively(float32_rows, X)
-        rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
-        # the statistics see the caller's values: float64 input keeps its precision
-        stats_data = X if shards.comm is None else rows.numpy()
-        preprocessing = fit_preprocessing(self.standardize, stats_data, config.seed)
-        module = build_module(self, preprocessing, rows[:2], device)
-        features = preprocessing.apply(rows).reshape(rows.shape[0], -1).to(device)
+        progress = _PhaseLog(self.verbose if shards.rank == 0 else 0)
+        with progress("input statistics and scaling"):
+            local_rows = shards.collectively(float32_rows, X)
+            rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
+            # the statistics see the caller's values: float64 input keeps its precision
+            stats_data = X if shards.comm is None else rows.numpy()
+            preprocessing = fit_preprocessing(self.standardize, stats_data, config.seed)
+            module = build_module(self, preprocessing, rows[:2], device)
+            features = preprocessing.apply(rows).reshape(rows.shape[0], -1).to(device)
         graph = None
         if config.build_graph:
-            graph = knn_graph(features, self.n_neighbors, sigma=self.sigma).coalesce()
-        partition = STARTS[config.init](StartData(features, graph), self.n_clusters, config.seed)
+            with progress(f"kNN graph ({self.n_neighbors} neighbours)"):
+                graph = knn_graph(features, self.n_neighbors, sigma=self.sigma).coalesce()
+        with progress(f"start: {config.init} partition"):
+            partition = STARTS[config.init](StartData(features, graph), self.n_clusters,
+                                            config.seed)
         if partition is not None:
-            fit_module_to_start(module, rows, partition, self.n_clusters, device, config.seed)
+            with progress("start: network fitted to it"):
+                fit_module_to_start(module, rows, partition, self.n_clusters, device,
+                                    config.seed)
         del features  # the bank scope rescales its rows on the fly
         labeler = build_pseudo_labeler(
             self, config, shards,

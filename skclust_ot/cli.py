@@ -37,11 +37,17 @@ _DESCRIPTION = """\
 Cluster the rows of a data file with SP2OTClustering (clustering of imbalanced,
 long-tailed data by semantic-regularized progressive partial optimal transport).
 
-Input formats, by extension: .csv, .tsv, .parquet (tables with a header row)
-and .npy (a 2-D numeric array). The numeric columns are used; other columns
-are reported on stderr and skipped, never converted. Output: one cluster label
-per input row, in input order, to the -o file (.csv or .npy) or to stdout as
-CSV. A summary (cluster sizes, time, device) is printed on stderr.
+Input formats, by extension: .csv, .tsv, .parquet (tables) and .npy (a 2-D
+numeric array). The numeric columns are used; other columns are reported on
+stderr and skipped, never converted. Output: one cluster label per input data
+row, in input order, to the -o file (.csv or .npy) or to stdout as CSV. A
+summary (cluster sizes, time, device) is printed on stderr.
+
+Header row of .csv/.tsv: the first row names the columns unless every one of
+its cells is a number (or empty), in which case the file is read as headerless
+(columns 0, 1, ...) and a note says so; the cells 0, 1, ..., n-1 (pandas'
+default column names) count as a header. --header or --no-header overrides the
+detection.
 """
 
 # One line per entry of skclust_ot.VARIANTS, for --help.
@@ -116,8 +122,16 @@ def _build_parser():
                         help="number of clusters (default: 8)")
     parser.add_argument("--columns", metavar="A,B,...",
                         help="comma-separated columns to use (names for tables, 0-based "
-                             "indices for .npy); default: every numeric column. Use it to "
-                             "leave out ids or known labels")
+                             "indices for .npy and headerless tables); default: every "
+                             "numeric column. Use it to leave out ids or known labels")
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_const", const=True,
+                        default=None,
+                        help="the first row of a .csv/.tsv names the columns, even if "
+                             "all its cells are numbers")
+    header.add_argument("--no-header", dest="header", action="store_const", const=False,
+                        help="a .csv/.tsv has no header row: every row is data, the "
+                             "columns are named 0, 1, ... (default: detected, see above)")
     parser.add_argument("--drop-nan", action="store_true",
                         help="skip rows with missing (NaN) or infinite values in the used "
                              "columns; they get label -1 so the output stays aligned with "
@@ -189,12 +203,55 @@ def _first_line(exc):
     return text[0] if text else type(exc).__name__
 
 
-def _read_table(path, fmt):
-    """The file as a DataFrame (tables) or a 2-D ndarray (.npy)."""
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_like_data(cells):
+    """Whether a first row of text cells is data rather than column names.
+
+    Data: every cell is a number or empty (a missing value), at least one is
+    a number, and the cells are not 0, 1, ..., n-1 (the column names pandas
+    writes for an unnamed frame).
+    """
+    cells = [c.strip() for c in cells]
+    numbers = [c for c in cells if c]
+    if not numbers or not all(_is_number(c) for c in numbers):
+        return False
+    return numbers != [str(i) for i in range(len(numbers))]
+
+
+def _has_header(pd, path, sep, header):
+    """``header`` (True/False from the options) or detected from the first row."""
+    if header is not None:
+        return header
+    first = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str,
+                        keep_default_na=False)
+    if len(first) and _looks_like_data(first.iloc[0].tolist()):
+        _note(f"the first row of '{path}' is all numbers, so it is read as data (no "
+              "header row; columns 0, 1, ...); pass --header if it names the columns")
+        return False
+    return True
+
+
+def _read_table(path, fmt, header=None):
+    """The file as a DataFrame (tables) or a 2-D ndarray (.npy), and whether it had a header.
+
+    ``header`` (.csv/.tsv only): True or False as given by the options, None
+    to detect it from the first row.
+    """
     if not path.exists():
         raise InputError(f"input file '{path}' does not exist")
     if path.is_dir():
         raise InputError(f"input '{path}' is a directory, not a file")
+    if header is not None and fmt not in ("csv", "tsv"):
+        option = "--header" if header else "--no-header"
+        raise InputError(f"{option} applies to .csv and .tsv input, not .{fmt}")
+    has_header = fmt == "parquet"
     try:
         if fmt == "npy":
             data = np.load(path, allow_pickle=False)
@@ -203,7 +260,9 @@ def _read_table(path, fmt):
             if fmt == "parquet":
                 data = pd.read_parquet(path)
             else:
-                data = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
+                sep = "\t" if fmt == "tsv" else ","
+                has_header = _has_header(pd, path, sep, header)
+                data = pd.read_csv(path, sep=sep, header=0 if has_header else None)
     except InputError:
         raise
     except ImportError as exc:  # pandas without a parquet engine
@@ -214,7 +273,7 @@ def _read_table(path, fmt):
     except Exception as exc:  # parsers raise many types for a malformed file
         raise InputError(
             f"cannot read '{path}' as {fmt.upper()}: {_first_line(exc)}") from None
-    return data
+    return data, has_header
 
 
 def _select_npy_columns(array, columns, path):
@@ -321,7 +380,7 @@ def _check_finite(X, names, drop_nan, has_header):
 def _load_features(args):
     path = Path(args.input)
     fmt = _input_format(path)
-    data = _read_table(path, fmt)
+    data, has_header = _read_table(path, fmt, args.header)
     columns = None
     if args.columns is not None:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
@@ -334,7 +393,7 @@ def _load_features(args):
     else:
         X, names = _select_table_columns(data, columns, path)
     _warn_index_like(X, names)
-    keep = _check_finite(X, names, args.drop_nan, has_header=fmt in ("csv", "tsv"))
+    keep = _check_finite(X, names, args.drop_nan, has_header=has_header and fmt != "parquet")
     n_kept = int(keep.sum())
     if n_kept < max(2, args.n_clusters):
         after = " after dropping rows with missing values" if n_kept < X.shape[0] else ""

@@ -225,3 +225,61 @@ def test_error_exit_status_reaches_the_shell(data_dir):
     assert "Traceback" not in result.stderr
     assert digest(path) == before
     assert not (data_dir / "never.csv").exists()
+
+
+# --------------------------------------------------------------------------- #
+# header row of .csv/.tsv (#15): one output row per input data row
+# --------------------------------------------------------------------------- #
+def _numbers(n_rows=N_ROWS):
+    return three_blobs_frame()[["width", "height", "depth"]].to_numpy()[:n_rows]
+
+
+def _write_headerless(path, sep=","):
+    np.savetxt(path, _numbers(), delimiter=sep, fmt="%.6f")
+
+
+# (file writer, extra arguments, whether the note about the first row is expected)
+HEADER_CASES = {
+    "named_header": (lambda p: three_blobs_frame().to_csv(p, index=False), [], False),
+    "headerless_detected": (_write_headerless, [], True),
+    "headerless_given": (_write_headerless, ["--no-header"], False),
+    "headerless_tsv": (lambda p: _write_headerless(p, sep="\t"), [], True),
+    "pandas_default_header": (
+        lambda p: pd.DataFrame(_numbers()).to_csv(p, index=False), [], False),
+    "numeric_names_forced": (
+        lambda p: pd.DataFrame(_numbers(), columns=["2019", "2020", "2021"]).to_csv(
+            p, index=False), ["--header"], False),
+    "headerless_with_missing_value": (
+        lambda p: (_write_headerless(p), p.write_text(",1.5,2\n" + p.read_text())),
+        ["--drop-nan"], True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HEADER_CASES))
+def test_output_has_one_row_per_input_data_row(case, tmp_path, capsys, monkeypatch):
+    write, extra, note = HEADER_CASES[case]
+    source = tmp_path / ("data.tsv" if "tsv" in case else "data.csv")
+    write(source)
+    n_data_rows = len(source.read_text().splitlines()) - (0 if "headerless" in case else 1)
+    status, _, stderr = run_in_process(
+        [source, "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu", "-o", "out.csv",
+         *extra], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert len(pd.read_csv(tmp_path / "out.csv")) == n_data_rows
+    assert f"clustered {n_data_rows - ('missing' in case)} rows" in stderr
+    assert ("is read as data (no header row" in stderr) == note
+
+
+def test_headerless_columns_are_named_by_index(tmp_path, capsys, monkeypatch):
+    _write_headerless(tmp_path / "data.csv")
+    status, _, stderr = run_in_process(
+        ["data.csv", "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu", "--no-header",
+         "--columns", "0,2", "-o", "out.csv"], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "x 2 columns" in stderr
+
+
+def test_header_options_are_for_text_tables_only(data_dir, capsys, monkeypatch):
+    status, _, stderr = run_in_process(["blobs.npy", "--no-header"], data_dir, capsys,
+                                       monkeypatch)
+    assert status == 2 and "--no-header applies to .csv and .tsv" in stderr

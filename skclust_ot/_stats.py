@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ._defaults import INIT_MAX_ROWS
-from .exceptions import _external_stacklevel
+from .exceptions import OutlierWarning, _external_stacklevel
 
 # Robust scaling clips values beyond this many robust standard deviations
 # (IQR / 1.349, at least the global robust scale) of their feature.
@@ -54,7 +54,7 @@ def _warn_if_outliers_dominate(X, scale, seed, max_rows=10_000):
             "the bulk of the data and can merge its clusters. Use "
             "standardize='robust' (outlier-proof statistics, clipped far values) or "
             "remove the outliers.",
-            UserWarning,
+            OutlierWarning,
             stacklevel=_external_stacklevel(),
         )
 

@@ -32,6 +32,10 @@ _OUTPUT_FORMATS = {".csv": "csv", ".npy": "npy"}
 # pandas infers these from the name, so "data.csv.gz" reads like "data.csv".
 _COMPRESSION_SUFFIXES = {".gz", ".bz2", ".xz", ".zst", ".zip"}
 _SHOWN_ROWS = 5
+# --standardize: the estimator's `standardize` values; a bare --standardize
+# (a flag until 0.x, which ran StandardScaler) means "feature".
+_STANDARDIZE = ("global", "feature", "robust", "none")
+_STANDARDIZE_BARE = object()  # not a str: argparse passes it through unchecked
 
 _DESCRIPTION = """\
 Cluster the rows of a data file with SP2OTClustering (clustering of imbalanced,
@@ -63,7 +67,7 @@ _EPILOG = """\
 variants (--variant NAME):
 """ + "".join(f"  {name:<10}{_VARIANT_HELP.get(name, '')}\n" for name in VARIANTS) + """
 examples:
-  skclust-ot penguins.csv -k 3 --standardize
+  skclust-ot penguins.csv -k 3 --standardize feature
       cluster the numeric columns into 3 groups, labels as CSV on stdout
   skclust-ot data.parquet -k 10 --columns bill_len,bill_dep -o labels.npy
       use two named columns, write the labels to a NumPy file
@@ -109,6 +113,13 @@ def _device(text):
     return text
 
 
+def _standardize_choice(text):
+    if text not in _STANDARDIZE:
+        raise argparse.ArgumentTypeError(
+            f"expected {', '.join(_STANDARDIZE[:-1])} or {_STANDARDIZE[-1]}, got {text!r}")
+    return text
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -136,12 +147,18 @@ def _build_parser():
                         help="skip rows with missing (NaN) or infinite values in the used "
                              "columns; they get label -1 so the output stays aligned with "
                              "the input (default: such rows are an error)")
-    parser.add_argument("--standardize", action="store_true",
-                        help="scale each column to zero mean and unit variance (scikit-learn "
-                             "StandardScaler) before clustering. Use it when columns are in "
-                             "unrelated units. Without it the data are still centred and "
-                             "divided by one global scale, which keeps the columns' relative "
-                             "scales, as k-means sees them")
+    parser.add_argument("--standardize", type=_standardize_choice, nargs="?",
+                        const=_STANDARDIZE_BARE, default="global",
+                        metavar="{global,feature,robust,none}",
+                        help="input scaling (default: global). global: centre the columns "
+                             "and divide them all by one scale, which keeps their relative "
+                             "scales, as k-means sees them; feature: each column to zero "
+                             "mean and unit variance (as scikit-learn's StandardScaler), "
+                             "for columns in unrelated units; robust: as global with "
+                             "outlier-proof statistics (medians, interquartile ranges) and "
+                             "far values clipped, for data with a few far outliers; none: "
+                             "values as they are. A bare --standardize (deprecated) means "
+                             "feature")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="sp2ot",
                         metavar="NAME",
                         help="OT variant of the pseudo-labels, listed below (default: sp2ot)")
@@ -495,41 +512,80 @@ def _check_device(device):
                 "CUDA device(s) are visible")
 
 
+def _standardize_value(args):
+    return "feature" if args.standardize is _STANDARDIZE_BARE else args.standardize
+
+
+def _standardize(args):
+    if args.standardize is _STANDARDIZE_BARE:
+        _note("a bare --standardize is deprecated; it means --standardize feature "
+              "(also: global, robust, none)")
+    return _standardize_value(args)
+
+
 def _fit(X, args):
+    """Fitted estimator, labels, soft assignments (or None), and the warning classes seen."""
+    from .exceptions import ConvergenceWarning, OutlierWarning
+
     est = SP2OTClustering(
         n_clusters=args.n_clusters,
         max_epochs=args.epochs,
         device=args.device,
         random_state=args.seed,
+        standardize=_standardize(args),
         verbose=int(args.verbose),
         **VARIANTS[args.variant],
     )
-    if args.standardize:
-        from sklearn.preprocessing import StandardScaler
-
-        X = StandardScaler().fit_transform(X)
     # Progress goes to stderr so that labels on stdout stay clean CSV.
     with warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("always")
         labels = est.fit(X).labels_
         proba = est.predict_proba(X) if args.proba else None
-    # Library deprecations concern developers, not the person running the command.
-    for w in caught:
-        if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning,
-                                       FutureWarning)):
-            _note(f"warning: {w.message}")
-    return est, labels, proba
+    # Library deprecations concern developers, not the person running the command;
+    # the summary reports empty clusters, with their likely cause.
+    shown = [w for w in caught if not issubclass(
+        w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
+        and not (issubclass(w.category, ConvergenceWarning)
+                 and "distinct clusters" in str(w.message))]
+    for w in shown:
+        message = str(w.message)
+        if issubclass(w.category, OutlierWarning):  # its advice, as an option
+            message = message.replace("standardize='robust'", "--standardize robust")
+        _note(f"warning: {message}")
+    return est, labels, proba, {w.category for w in shown}
 
 
-def _summary(est, labels, n_rows, n_columns, seconds, args):
+def _empty_clusters_cause(args, warned):
+    """The likely reason why some of the asked clusters ended empty."""
+    from .exceptions import OutlierWarning
+
+    if any(issubclass(c, OutlierWarning) for c in warned):
+        return ("a few far outliers set the scale and squeeze the rest of the data "
+                "together (see the warning above); try --standardize robust, or remove "
+                "the outliers")
+    outliers = ("" if _standardize_value(args) == "robust" else
+                "a few far outliers (try --standardize robust), ")
+    return (f"the data may hold fewer separable groups than the {args.n_clusters} asked "
+            f"(try a smaller -k), {outliers}many duplicate rows, or too short a training "
+            "(try more --epochs)")
+
+
+def _summary(est, labels, n_rows, n_columns, seconds, args, warned=()):
     sizes = np.bincount(labels, minlength=args.n_clusters)
     order = np.argsort(-sizes, kind="stable")
     listed = ", ".join(f"{k}: {sizes[k]}" for k in order)
     epochs = f"{est.n_iter_} epoch{'s' if est.n_iter_ != 1 else ''}"
-    _note(f"clustered {n_rows} rows x {n_columns} columns into {args.n_clusters} clusters "
+    n_found = int(np.count_nonzero(sizes))
+    into = (f"{args.n_clusters} clusters" if n_found == args.n_clusters else
+            f"{n_found} non-empty cluster{'s' if n_found != 1 else ''} of the "
+            f"{args.n_clusters} asked")
+    _note(f"clustered {n_rows} rows x {n_columns} columns into {into} "
           f"({args.variant}, {epochs}) in {seconds:.1f} s on {est.device_}")
     _note(f"cluster sizes, largest first: {listed}")
+    if n_found < args.n_clusters:
+        _note(f"{args.n_clusters - n_found} cluster(s) ended empty; likely cause: "
+              + _empty_clusters_cause(args, warned))
 
 
 def _run(args):
@@ -539,7 +595,7 @@ def _run(args):
     if args.verbose:
         _note(f"using {len(names)} column(s): {', '.join(names)}")
     start = time.perf_counter()
-    est, kept_labels, kept_proba = _fit(X[keep], args)
+    est, kept_labels, kept_proba, warned = _fit(X[keep], args)
     seconds = time.perf_counter() - start
 
     labels = np.full(X.shape[0], -1, dtype=np.int64)
@@ -549,7 +605,7 @@ def _run(args):
         proba = np.full((X.shape[0], args.n_clusters), np.nan)
         proba[keep] = kept_proba
     _write_outputs(out_fmt, out_paths, labels, proba)
-    _summary(est, kept_labels, int(keep.sum()), X.shape[1], seconds, args)
+    _summary(est, kept_labels, int(keep.sum()), X.shape[1], seconds, args, warned)
 
 
 def main(argv=None):

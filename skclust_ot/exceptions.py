@@ -10,7 +10,7 @@ import sys
 import sklearn
 from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 
-__all__ = ["ConvergenceWarning"]
+__all__ = ["ConvergenceWarning", "OutlierWarning"]
 
 
 class ConvergenceWarning(_SklearnConvergenceWarning):
@@ -28,6 +28,23 @@ class ConvergenceWarning(_SklearnConvergenceWarning):
         import warnings
         from sklearn.exceptions import ConvergenceWarning
         warnings.simplefilter("ignore", ConvergenceWarning)
+    """
+
+
+class OutlierWarning(UserWarning):
+    """Warned when a few far values dominate the spread of the training data.
+
+    Raised by :class:`~skclust_ot.SP2OTClustering` with
+    ``standardize="global"`` when the data's global scale is much larger
+    than its robust (interquartile) scale: dividing by it squeezes the bulk
+    of the data, whose clusters can then merge (a fit may end with only a
+    few non-empty clusters). ``standardize="robust"`` (``--standardize
+    robust`` on the command line) uses outlier-proof statistics and clips
+    far values; removing the outliers works too. Silence it with::
+
+        import warnings
+        from skclust_ot.exceptions import OutlierWarning
+        warnings.simplefilter("ignore", OutlierWarning)
     """
 
 

@@ -283,3 +283,85 @@ def test_header_options_are_for_text_tables_only(data_dir, capsys, monkeypatch):
     status, _, stderr = run_in_process(["blobs.npy", "--no-header"], data_dir, capsys,
                                        monkeypatch)
     assert status == 2 and "--no-header applies to .csv and .tsv" in stderr
+
+
+# --------------------------------------------------------------------------- #
+# empty clusters and outliers (#15)
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def outliers_csv(tmp_path_factory):
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(300, n_features=4, centers=10, random_state=0)
+    X = np.vstack([X, np.full((3, 4), 1e4)])  # three far outliers
+    path = tmp_path_factory.mktemp("outliers") / "outliers.csv"
+    pd.DataFrame(X, columns=list("abcd")).to_csv(path, index=False)
+    return path
+
+
+def _summary_line(stderr):
+    return next(line for line in stderr.splitlines() if "clustered" in line)
+
+
+def test_summary_counts_non_empty_clusters_and_names_the_outliers(
+        outliers_csv, tmp_path, capsys, monkeypatch):
+    status, _, stderr = run_in_process(
+        [outliers_csv, "-k", 10, "--epochs", 3, "--device", "cpu", "-o", "out.csv"],
+        tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    summary = _summary_line(stderr)
+    assert "non-empty cluster" in summary and "of the 10 asked" in summary
+    assert "into 10 clusters" not in summary
+    n_found = int(summary.split(" into ")[1].split()[0])
+    labels = pd.read_csv(tmp_path / "out.csv")["label"]
+    assert labels.nunique() == n_found < 10
+    assert "likely cause: a few far outliers" in stderr
+    # the warning's advice is given as the option that follows it
+    assert "Use --standardize robust" in stderr and "standardize='robust'" not in stderr
+    # the summary replaces the estimator's own empty-cluster warning
+    assert "duplicate points" not in stderr
+
+
+def test_standardize_robust_reaches_the_estimator(outliers_csv, tmp_path, capsys,
+                                                  monkeypatch):
+    import skclust_ot.cli as cli
+
+    seen = {}
+    original = cli._fit
+
+    def spy(X, args):
+        result = original(X, args)
+        seen["standardize"] = result[0].standardize
+        return result
+
+    monkeypatch.setattr(cli, "_fit", spy)
+    status, _, stderr = run_in_process(
+        [outliers_csv, "-k", 10, "--epochs", 3, "--device", "cpu", "-o", "out.csv",
+         "--standardize", "robust"], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert seen["standardize"] == "robust"
+    assert "dominated by a few far values" not in stderr
+
+
+@pytest.mark.parametrize("value", ["global", "feature", "none"])
+def test_standardize_values(value, data_dir, tmp_path, capsys, monkeypatch):
+    status, _, stderr = run_in_process(
+        [data_dir / "blobs.csv", "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu",
+         "-o", tmp_path / "out.csv", "--standardize", value], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "deprecated" not in stderr
+
+
+def test_bare_standardize_is_deprecated_and_means_feature(data_dir, tmp_path, capsys,
+                                                          monkeypatch):
+    status, _, stderr = run_in_process(
+        [data_dir / "blobs.csv", "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu",
+         "-o", tmp_path / "out.csv", "--standardize"], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "means --standardize feature" in stderr
+
+
+def test_unknown_standardize_value_is_a_usage_error(data_dir, capsys, monkeypatch):
+    status, _, stderr = run_in_process(["blobs.csv", "--standardize", "minmax"], data_dir,
+                                       capsys, monkeypatch)
+    assert status == 2 and "expected global, feature, robust or none" in stderr

@@ -42,6 +42,10 @@ class FitConfig:
     build_graph : bool
         Whether the exact kNN graph of all rows is built (the start, the
         semantic term or the neighbour views need it).
+    graph_neighbors : int
+        Neighbours per row of that graph: ``n_neighbors``, or more when the
+        start compares several graph sizes (the semantic term and the
+        neighbour views then use the ``n_neighbors`` nearest).
     semantic : {"global", "bank"} or None
         Where the semantic term's graph comes from: the global kNN graph
         (full scope), graphs built inside each memory bank, or no semantic
@@ -62,6 +66,7 @@ class FitConfig:
     init: str
     use_neighbors: bool
     build_graph: bool
+    graph_neighbors: int
     batch_size: int
     memory_size: int
     optimizer: type
@@ -118,6 +123,9 @@ def resolve_config(params, n_samples, seed):
     # in the full-data scope, the semantic term and the neighbour views.
     build_graph = init in GRAPH_STARTS or (
         scope == "full" and (params.semantic_weight > 0 or use_neighbors))
+    graph_neighbors = params.n_neighbors
+    if init == "consensus":
+        graph_neighbors = max(graph_neighbors, *defaults.CONSENSUS_NEIGHBORS)
     semantic = None
     if params.semantic_weight > 0:
         semantic = "global" if scope == "full" else "bank"
@@ -129,7 +137,8 @@ def resolve_config(params, n_samples, seed):
     optimizer_kwargs = {f"optimizer__{k}": v for k, v in (params.optimizer_kwargs or {}).items()}
     return FitConfig(
         n_samples=n_samples, seed=seed, scope=scope, init=init,
-        use_neighbors=use_neighbors, build_graph=build_graph, semantic=semantic,
+        use_neighbors=use_neighbors, build_graph=build_graph,
+        graph_neighbors=graph_neighbors, semantic=semantic,
         batch_size=batch_size,
         memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
     )

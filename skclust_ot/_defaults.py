@@ -23,6 +23,9 @@ INIT_MAX_ROWS = 20_000
 #: Robust statistics (``standardize="robust"``) come from at most this many rows.
 ROBUST_STATISTICS_MAX_ROWS = 200_000
 
+#: Neighbour counts of the spectral candidates of the consensus start.
+CONSENSUS_NEIGHBORS = (5, 10, 15, 20, 30)
+
 #: Restarts of the exact k-means start.
 KMEANS_N_INIT = 10
 #: Restarts and batch size of the mini-batch k-means start.
@@ -36,6 +39,8 @@ ENCODER_FIT_LR = 1e-3
 #: Budget of the full-batch fit of the head's prototypes to the start's labels.
 PROTOTYPE_FIT_STEPS = 100
 PROTOTYPE_FIT_LR = 0.05
+#: Steps of the joint fit of encoder and head to the start's labels (0: none).
+START_DISTILL_STEPS = 0
 
 #: Memory bank size as a multiple of the batch size (when ``memory_size=None``).
 MEMORY_BANK_BATCHES = 10

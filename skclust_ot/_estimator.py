@@ -24,7 +24,7 @@ from ._builders import build_module, build_net, build_pseudo_labeler, fit_prepro
 from ._checks import check_params_vs_input, float32_rows, resolve_device
 from ._config import OPTIMIZERS, draw_seed, resolve_config
 from ._parallel import Shards, check_same_shape, collectively, communicator
-from ._start import STARTS, StartData, fit_module_to_start
+from ._start import STARTS, StartData, fit_module_to_start, restrict_graph
 from .exceptions import ConvergenceWarning, _external_stacklevel
 from .ot import knn_graph
 
@@ -269,7 +269,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "noise": [Interval(Real, 0, None, closed="left")],
         "mask_prob": [Interval(Real, 0, 1, closed="left")],
         "neighbor_views": [Interval(Real, 0, 1, closed="both")],
-        "init": [StrOptions({"auto", "kmeans", "spectral", "random"})],
+        "init": [StrOptions({"auto", "consensus", "kmeans", "spectral", "random"})],
         "device": [str],
         "distributed": ["boolean"],
         "callbacks": [list, None],
@@ -441,8 +441,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
             features = preprocessing.apply(rows).reshape(rows.shape[0], -1).to(device)
         graph = None
         if config.build_graph:
-            with progress(f"kNN graph ({self.n_neighbors} neighbours)"):
-                graph = knn_graph(features, self.n_neighbors, sigma=self.sigma).coalesce()
+            with progress(f"kNN graph ({config.graph_neighbors} neighbours)"):
+                graph = knn_graph(features, config.graph_neighbors, sigma=self.sigma).coalesce()
         with progress(f"start: {config.init} partition"):
             partition = STARTS[config.init](StartData(features, graph), self.n_clusters,
                                             config.seed)
@@ -451,6 +451,8 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                 fit_module_to_start(module, rows, partition, self.n_clusters, device,
                                     config.seed)
         del features  # the bank scope rescales its rows on the fly
+        if graph is not None and config.graph_neighbors > self.n_neighbors:
+            graph = restrict_graph(graph, self.n_neighbors)  # the semantic term's graph
         labeler = build_pseudo_labeler(
             self, config, shards,
             graph=shards.local_graph(graph) if config.semantic == "global" else None,

@@ -22,6 +22,7 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.manifold import spectral_embedding as _sk_spectral_embedding
+from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 from . import _defaults as defaults
@@ -32,9 +33,11 @@ __all__ = [
     "STARTS",
     "StartData",
     "StartPartition",
+    "consensus_start",
     "fit_module_to_start",
     "kmeans_start",
     "random_start",
+    "restrict_graph",
     "spectral_start",
 ]
 
@@ -132,15 +135,86 @@ def spectral_start(data, n_clusters, seed):
     return StartPartition(labels, embedding)
 
 
+def _strongest(graph, n_neighbors):
+    """Per row, the columns and weights of the ``n_neighbors`` strongest edges."""
+    graph = graph.coalesce()
+    n_samples = graph.shape[0]
+    rows, cols = graph.indices()
+    weights = graph.values()
+    per_row = rows.numel() // n_samples
+    k = min(n_neighbors, per_row)
+    weights = weights.reshape(n_samples, per_row)  # coalesced: row-major, per_row each
+    top, where = torch.topk(weights, k, dim=1)
+    return cols.reshape(n_samples, per_row).gather(1, where), top
+
+
+def nearest_neighbors(graph, n_neighbors):
+    """Each row's ``n_neighbors`` strongest edges of a kNN graph, as an (N, k) index array.
+
+    The graph's weights fall with distance, so these are the nearest
+    neighbours among those the graph holds (at most as many as it has),
+    nearest first.
+    """
+    return _strongest(graph, n_neighbors)[0].cpu().numpy()
+
+
+def restrict_graph(graph, n_neighbors):
+    """The kNN graph with only each row's ``n_neighbors`` strongest edges (coalesced)."""
+    cols, weights = _strongest(graph, n_neighbors)
+    n_samples, k = cols.shape
+    rows = torch.arange(n_samples, device=cols.device).repeat_interleave(k)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols.reshape(-1)]), weights.reshape(-1),
+                                   graph.shape, check_invariants=False).coalesce()
+
+
+def _spectral_candidate(neighbors, n_clusters, seed):
+    n_samples, k = neighbors.shape
+    rows = np.repeat(np.arange(n_samples), k)
+    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, neighbors.reshape(-1))),
+                              shape=(n_samples, n_samples))
+    adjacency = 0.5 * (adjacency + adjacency.T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        embedding = _sk_spectral_embedding(adjacency, n_components=n_clusters,
+                                           drop_first=False, random_state=seed)
+    labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)
+    return StartPartition(labels, embedding)
+
+
+def consensus_start(data, n_clusters, seed):
+    """The partition most candidates agree with: k-means or spectral clustering.
+
+    The candidates are k-means in the input space and spectral clustering
+    on the kNN graph with each of ``CONSENSUS_NEIGHBORS`` neighbours (as
+    many as the graph holds). The start is the candidate with the highest
+    mean adjusted Rand index to the others (their medoid), so the graph's
+    size, and graph or no graph, follow from the data instead of a fixed
+    choice: where one neighbourhood size wires a small cluster into a big
+    one, the other candidates outvote it.
+    """
+    candidates = [kmeans_start(data, n_clusters, seed)]
+    widest = nearest_neighbors(data.graph, max(defaults.CONSENSUS_NEIGHBORS))
+    for k in sorted({min(k, widest.shape[1]) for k in defaults.CONSENSUS_NEIGHBORS}):
+        candidates.append(_spectral_candidate(widest[:, :k], n_clusters, seed))
+    agreement = np.zeros(len(candidates))
+    for i in range(len(candidates)):
+        for j in range(i + 1, len(candidates)):
+            score = adjusted_rand_score(candidates[i].labels, candidates[j].labels)
+            agreement[i] += score
+            agreement[j] += score
+    return candidates[int(np.argmax(agreement))]
+
+
 def random_start(data, n_clusters, seed):
     """No start: the head keeps its random prototypes (returns None)."""
     return None
 
 
 #: Start strategies by the name ``init`` resolves to.
-STARTS = {"kmeans": kmeans_start, "spectral": spectral_start, "random": random_start}
+STARTS = {"kmeans": kmeans_start, "spectral": spectral_start, "consensus": consensus_start,
+          "random": random_start}
 #: The strategies that read ``StartData.graph``.
-GRAPH_STARTS = frozenset({"spectral"})
+GRAPH_STARTS = frozenset({"spectral", "consensus"})
 
 
 # --------------------------------------------------------------------------- #
@@ -249,6 +323,34 @@ def fit_prototypes(head, embeddings, labels, n_clusters, *,
         optimizer.step()
 
 
+def distill_partition(module, rows, labels, device, seed, *, n_steps=None,
+                      batch_size=defaults.ENCODER_FIT_BATCH_SIZE, lr=defaults.ENCODER_FIT_LR):
+    """Train encoder and head together with cross-entropy to the start's labels.
+
+    Closes the gap between the start's partition and the network's argmax
+    that the regression and the head fit leave. Mini-batches are drawn from
+    a generator of its own (seeded by ``seed``), so torch's global random
+    stream is not consumed. ``n_steps=None``: ``START_DISTILL_STEPS``.
+    """
+    if n_steps is None:
+        n_steps = defaults.START_DISTILL_STEPS
+    if n_steps <= 0:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.as_tensor(labels, dtype=torch.long)
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    n_samples = rows.shape[0]
+    module.train()
+    for _ in range(n_steps):
+        batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
+        optimizer.zero_grad()
+        logits = module(rows[batch].to(device))
+        loss = torch.nn.functional.cross_entropy(logits, target[batch].to(device))
+        loss.backward()
+        optimizer.step()
+    module.eval()
+
+
 def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
     """Make ``module`` (encoder, head) reproduce a start partition.
 
@@ -274,3 +376,4 @@ def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
     picked = _init_rows(partition.labels, n_clusters, seed)
     embeddings = embed_all(module, rows[_torch_index(picked)], device)
     fit_prototypes(module.head, embeddings, partition.labels[picked], n_clusters)
+    distill_partition(module, rows, partition.labels, device, seed)

@@ -17,6 +17,9 @@ from skclust_ot import _defaults as defaults
 from skclust_ot._config import resolve_config
 from skclust_ot._start import (
     GRAPH_STARTS,
+    consensus_start,
+    nearest_neighbors,
+    restrict_graph,
     STARTS,
     StartData,
     StartPartition,
@@ -47,7 +50,7 @@ def connectivity(graph):
 
 
 def test_every_strategy_has_the_same_signature_and_is_picked_by_name():
-    assert set(STARTS) == {"kmeans", "spectral", "random"}
+    assert set(STARTS) == {"kmeans", "spectral", "consensus", "random"}
     assert GRAPH_STARTS <= set(STARTS)
     signatures = {name: list(inspect.signature(f).parameters) for name, f in STARTS.items()}
     assert all(params == ["data", "n_clusters", "seed"] for params in signatures.values())
@@ -94,6 +97,51 @@ def test_spectral_embedding_is_the_leading_eigenvectors_of_the_normalized_laplac
         rayleigh = v @ L @ v
         assert np.linalg.norm(L @ v - rayleigh * v) < 1e-5
         assert rayleigh <= eigenvalues[-1] + 1e-6
+
+
+def test_consensus_start_follows_the_candidates_that_agree():
+    features, y = moons(300)
+    graph = knn_graph(features, 30).coalesce()
+    partition = consensus_start(StartData(features, graph), 2, seed=0)
+    # the spectral candidates (5 to 30 neighbours) agree on the moons and
+    # outvote k-means, which cuts them across (ARI 0.24)
+    assert adjusted_rand_score(y, partition.labels) > 0.98
+    assert partition.embedding is not None
+
+
+def test_consensus_start_falls_back_to_kmeans_when_the_graphs_disagree(monkeypatch):
+    import skclust_ot._start as start
+
+    X, _ = make_blobs(200, centers=3, random_state=0)
+    features = torch.from_numpy(X.astype(np.float32))
+    kmeans = kmeans_start(StartData(features), 3, 0).labels
+    rng = np.random.default_rng(0)
+    # each spectral candidate a different partition, each close to k-means
+    noisy = []
+
+    def candidate(neighbors, n_clusters, seed):
+        labels = kmeans.copy()
+        flip = rng.choice(labels.size, 20, replace=False)
+        labels[flip] = rng.integers(0, 3, 20)
+        noisy.append(labels)
+        return StartPartition(labels, np.zeros((labels.size, 3)))
+
+    monkeypatch.setattr(start, "_spectral_candidate", candidate)
+    partition = consensus_start(StartData(features, knn_graph(features, 30).coalesce()), 3, 0)
+    np.testing.assert_array_equal(partition.labels, kmeans)
+    assert partition.embedding is None and len(noisy) == 5
+
+
+def test_restricting_a_graph_gives_the_graph_of_fewer_neighbours():
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
+    wide, narrow = knn_graph(x, 30).coalesce(), knn_graph(x, 10).coalesce()
+    restricted = restrict_graph(wide, 10)
+    assert torch.equal(restricted.indices(), narrow.indices())
+    assert torch.equal(restricted.values(), narrow.values())
+    nearest = nearest_neighbors(wide, 3)
+    distances = torch.cdist(x, x)
+    distances.fill_diagonal_(float("inf"))
+    np.testing.assert_array_equal(nearest, torch.topk(distances, 3, largest=False)[1].numpy())
 
 
 def test_random_start_keeps_the_head():

@@ -5,6 +5,9 @@ Reads a table, keeps its numeric columns (or the ones named), fits
 optionally the soft assignments) to CSV, NPY or standard output. Problems with
 the input or the options end the command with a one-line message on stderr
 and exit status 2; the input file is only ever read.
+
+torch, scikit-learn and the estimator are imported only after the options
+are parsed, so that ``--help`` and usage errors answer at once.
 """
 
 import argparse
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import VARIANTS, SP2OTClustering
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -54,7 +57,8 @@ default column names) count as a header. --header or --no-header overrides the
 detection.
 """
 
-# One line per entry of skclust_ot.VARIANTS, for --help.
+# One line per entry of skclust_ot.VARIANTS (same names, same order: a test
+# checks), for --help without importing the estimator.
 _VARIANT_HELP = {
     "sp2ot": "progressive partial OT with the semantic kNN term (default)",
     "p2ot": "progressive partial OT, no semantic term (faster)",
@@ -65,7 +69,7 @@ _VARIANT_HELP = {
 
 _EPILOG = """\
 variants (--variant NAME):
-""" + "".join(f"  {name:<10}{_VARIANT_HELP.get(name, '')}\n" for name in VARIANTS) + """
+""" + "".join(f"  {name:<10}{text}\n" for name, text in _VARIANT_HELP.items()) + """
 examples:
   skclust-ot penguins.csv -k 3 --standardize feature
       cluster the numeric columns into 3 groups, labels as CSV on stdout
@@ -129,6 +133,9 @@ def _build_parser():
     )
     parser.add_argument("input", metavar="INPUT",
                         help="data file: .csv, .tsv, .npy or .parquet (never modified)")
+    parser.add_argument("--sep", metavar="SEP",
+                        help="column separator of .csv/.tsv input, e.g. ';' (\\t or tab "
+                             "for a tab; default: ',' for .csv, tab for .tsv)")
     parser.add_argument("-k", "--n-clusters", type=_positive_int, default=8, metavar="K",
                         help="number of clusters (default: 8)")
     parser.add_argument("--columns", metavar="A,B,...",
@@ -159,7 +166,7 @@ def _build_parser():
                              "far values clipped, for data with a few far outliers; none: "
                              "values as they are. A bare --standardize (deprecated) means "
                              "feature")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="sp2ot",
+    parser.add_argument("--variant", choices=sorted(_VARIANT_HELP), default="sp2ot",
                         metavar="NAME",
                         help="OT variant of the pseudo-labels, listed below (default: sp2ot)")
     parser.add_argument("--epochs", type=_positive_int, default=50, metavar="N",
@@ -179,9 +186,15 @@ def _build_parser():
                              "rows sum to 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing output files (default: refuse)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show per-epoch progress (loss, rho, solver iterations) "
-                             "on stderr")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="show the set-up steps and a per-epoch table (loss, rho, "
+                           "solver iterations) on stderr")
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress bar and no summary; notes about the input, "
+                           "warnings and errors are still shown (default: a progress "
+                           "bar when stderr is a terminal)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -255,11 +268,66 @@ def _has_header(pd, path, sep, header):
     return True
 
 
-def _read_table(path, fmt, header=None):
+def _separator(fmt, sep):
+    if sep is None:
+        return "\t" if fmt == "tsv" else ","
+    if fmt not in ("csv", "tsv"):
+        raise InputError(f"--sep applies to .csv and .tsv input, not .{fmt}")
+    if sep in ("\\t", "tab"):
+        return "\t"
+    if not sep:
+        raise InputError("--sep is empty; give the column separator, e.g. --sep ';'")
+    return sep
+
+
+_SEMICOLON_HINT = "it looks separated by ';', not ','; pass --sep ';'"
+
+
+def _hint_separator(frame, path, fmt, sep_given):
+    """A note when a .csv read with ',' has one column (or no numeric one) holding ';'."""
+    if sep_given or fmt != "csv":
+        return
+    head = frame.head(20)
+    if len(head.columns) > 1 and any(_is_numeric(head[c]) for c in head.columns):
+        return
+    texts = [str(c) for c in head.columns] + [
+        str(v) for c in head.columns if not _is_numeric(head[c]) for v in head[c]]
+    if any(";" in t for t in texts):
+        _note(f"'{path}': {_SEMICOLON_HINT}")
+
+
+def _semicolon_separated(pd, path):
+    """Whether the first rows of ``path`` split into several columns at ';'."""
+    try:
+        return pd.read_csv(path, sep=";", header=None, nrows=5, dtype=str).shape[1] > 1
+    except Exception:  # any parser failure: no hint
+        return False
+
+
+def _read_csv(pd, path, sep, has_header):
+    """``pd.read_csv``, refusing rows with more fields than the header row.
+
+    (By default pandas silently makes the extra leading fields the index:
+    their values would be lost from the features.)
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pd.errors.ParserWarning)
+        data = pd.read_csv(path, sep=sep, header=0 if has_header else None,
+                           index_col=False, engine="python" if len(sep) > 1 else None)
+    if any(issubclass(w.category, pd.errors.ParserWarning)
+           and "Length of header" in str(w.message) for w in caught):
+        n = len(data.columns)
+        raise ValueError(f"some data rows have more fields than its header row "
+                         f"({n} name{'s' if n != 1 else ''})")
+    return data
+
+
+def _read_table(path, fmt, header=None, sep=None):
     """The file as a DataFrame (tables) or a 2-D ndarray (.npy), and whether it had a header.
 
     ``header`` (.csv/.tsv only): True or False as given by the options, None
-    to detect it from the first row.
+    to detect it from the first row. ``sep``: the --sep option (None: by
+    extension).
     """
     if not path.exists():
         raise InputError(f"input file '{path}' does not exist")
@@ -269,6 +337,7 @@ def _read_table(path, fmt, header=None):
         option = "--header" if header else "--no-header"
         raise InputError(f"{option} applies to .csv and .tsv input, not .{fmt}")
     has_header = fmt == "parquet"
+    separator = _separator(fmt, sep)
     try:
         if fmt == "npy":
             data = np.load(path, allow_pickle=False)
@@ -277,9 +346,9 @@ def _read_table(path, fmt, header=None):
             if fmt == "parquet":
                 data = pd.read_parquet(path)
             else:
-                sep = "\t" if fmt == "tsv" else ","
-                has_header = _has_header(pd, path, sep, header)
-                data = pd.read_csv(path, sep=sep, header=0 if has_header else None)
+                has_header = _has_header(pd, path, separator, header)
+                data = _read_csv(pd, path, separator, has_header)
+                _hint_separator(data, path, fmt, sep is not None)
     except InputError:
         raise
     except ImportError as exc:  # pandas without a parquet engine
@@ -288,8 +357,11 @@ def _read_table(path, fmt, header=None):
     except PermissionError:
         raise InputError(f"cannot read '{path}': permission denied") from None
     except Exception as exc:  # parsers raise many types for a malformed file
+        hint = ""
+        if fmt == "csv" and sep is None and _semicolon_separated(pd, path):
+            hint = f"; {_SEMICOLON_HINT}"
         raise InputError(
-            f"cannot read '{path}' as {fmt.upper()}: {_first_line(exc)}") from None
+            f"cannot read '{path}' as {fmt.upper()}: {_first_line(exc)}{hint}") from None
     return data, has_header
 
 
@@ -397,7 +469,7 @@ def _check_finite(X, names, drop_nan, has_header):
 def _load_features(args):
     path = Path(args.input)
     fmt = _input_format(path)
-    data, has_header = _read_table(path, fmt, args.header)
+    data, has_header = _read_table(path, fmt, args.header, args.sep)
     columns = None
     if args.columns is not None:
         columns = [c.strip() for c in args.columns.split(",") if c.strip()]
@@ -475,7 +547,7 @@ def _write_atomic(path, write):
         raise
 
 
-def _write_outputs(fmt, paths, labels, proba):
+def _write_outputs(fmt, paths, labels, proba, quiet=False):
     if fmt is None:
         sys.stdout.write(_csv_text(labels, proba))
         sys.stdout.flush()
@@ -491,7 +563,8 @@ def _write_outputs(fmt, paths, labels, proba):
     except OSError as exc:
         raise InputError(
             f"cannot write '{paths[0]}': {exc.strerror or exc}; no output written") from None
-    _note("wrote " + " and ".join(f"'{p}'" for p in paths))
+    if not quiet:
+        _note("wrote " + " and ".join(f"'{p}'" for p in paths))
 
 
 # ---------------------------------------------------------------------- #
@@ -512,6 +585,97 @@ def _check_device(device):
                 "CUDA device(s) are visible")
 
 
+def _progress(args):
+    """The progress-bar callback: by default when stderr is a terminal."""
+    if args.quiet or args.verbose or not _stderr_is_terminal():
+        return None
+    from skorch.callbacks import Callback
+
+    class EpochProgress(Callback):
+        """One bar over the epochs (tqdm when installed, else a counter line)."""
+
+        def __init__(self, total):
+            self.total = total
+            self.bar = None
+
+        def __deepcopy__(self, memo):
+            return self  # the estimator copies callbacks; close() must reach this one
+
+        def on_train_begin(self, net, **kwargs):
+            self.bar = _bar(self.total)
+
+        def on_epoch_end(self, net, **kwargs):
+            row = net.history[-1]
+            self.bar.update(row.get("train_loss"), row.get("rho"))
+
+        def on_train_end(self, net, **kwargs):
+            self.close()
+
+        def close(self):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return EpochProgress(args.epochs)
+
+
+def _stderr_is_terminal():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+class _CounterBar:
+    """``epoch i/N`` rewritten in place on stderr (when tqdm is not installed)."""
+
+    def __init__(self, total):
+        self.total, self.done, self.width = total, 0, 0
+        self._show("")
+
+    def _show(self, extra):
+        text = f"{PROG}: training, epoch {self.done}/{self.total}{extra}"
+        sys.stderr.write("\r" + text.ljust(self.width))
+        sys.stderr.flush()
+        self.width = max(self.width, len(text))
+
+    def update(self, loss, rho):
+        self.done += 1
+        extra = "" if loss is None else f", loss {loss:.4g}"
+        extra += "" if rho is None else f", rho {rho:.3f}"
+        self._show(extra)
+
+    def close(self):
+        sys.stderr.write("\r" + " " * self.width + "\r")
+        sys.stderr.flush()
+
+
+class _TqdmBar:
+    def __init__(self, total):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc="training", unit="epoch", file=sys.stderr,
+                        leave=False, dynamic_ncols=True)
+
+    def update(self, loss, rho):
+        postfix = {}
+        if loss is not None:
+            postfix["loss"] = f"{loss:.4g}"
+        if rho is not None:
+            postfix["rho"] = f"{rho:.3f}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
+def _bar(total):
+    import importlib.util
+
+    return (_TqdmBar if importlib.util.find_spec("tqdm") else _CounterBar)(total)
+
+
 def _standardize_value(args):
     return "feature" if args.standardize is _STANDARDIZE_BARE else args.standardize
 
@@ -525,8 +689,10 @@ def _standardize(args):
 
 def _fit(X, args):
     """Fitted estimator, labels, soft assignments (or None), and the warning classes seen."""
+    from . import VARIANTS, SP2OTClustering
     from .exceptions import ConvergenceWarning, OutlierWarning
 
+    progress = _progress(args)
     est = SP2OTClustering(
         n_clusters=args.n_clusters,
         max_epochs=args.epochs,
@@ -534,13 +700,18 @@ def _fit(X, args):
         random_state=args.seed,
         standardize=_standardize(args),
         verbose=int(args.verbose),
+        callbacks=None if progress is None else [("progress", progress)],
         **VARIANTS[args.variant],
     )
     # Progress goes to stderr so that labels on stdout stay clean CSV.
     with warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(sys.stderr):
         warnings.simplefilter("always")
-        labels = est.fit(X).labels_
+        try:
+            labels = est.fit(X).labels_
+        finally:
+            if progress is not None:
+                progress.close()
         proba = est.predict_proba(X) if args.proba else None
     # Library deprecations concern developers, not the person running the command;
     # the summary reports empty clusters, with their likely cause.
@@ -573,19 +744,24 @@ def _empty_clusters_cause(args, warned):
 
 def _summary(est, labels, n_rows, n_columns, seconds, args, warned=()):
     sizes = np.bincount(labels, minlength=args.n_clusters)
+    n_found = int(np.count_nonzero(sizes))
+    if not args.quiet:
+        _report(est, sizes, n_found, n_rows, n_columns, seconds, args)
+    if n_found < args.n_clusters:
+        _note(f"{args.n_clusters - n_found} cluster(s) ended empty; likely cause: "
+              + _empty_clusters_cause(args, warned))
+
+
+def _report(est, sizes, n_found, n_rows, n_columns, seconds, args):
     order = np.argsort(-sizes, kind="stable")
     listed = ", ".join(f"{k}: {sizes[k]}" for k in order)
     epochs = f"{est.n_iter_} epoch{'s' if est.n_iter_ != 1 else ''}"
-    n_found = int(np.count_nonzero(sizes))
     into = (f"{args.n_clusters} clusters" if n_found == args.n_clusters else
             f"{n_found} non-empty cluster{'s' if n_found != 1 else ''} of the "
             f"{args.n_clusters} asked")
     _note(f"clustered {n_rows} rows x {n_columns} columns into {into} "
           f"({args.variant}, {epochs}) in {seconds:.1f} s on {est.device_}")
     _note(f"cluster sizes, largest first: {listed}")
-    if n_found < args.n_clusters:
-        _note(f"{args.n_clusters - n_found} cluster(s) ended empty; likely cause: "
-              + _empty_clusters_cause(args, warned))
 
 
 def _run(args):
@@ -604,7 +780,7 @@ def _run(args):
     if kept_proba is not None:
         proba = np.full((X.shape[0], args.n_clusters), np.nan)
         proba[keep] = kept_proba
-    _write_outputs(out_fmt, out_paths, labels, proba)
+    _write_outputs(out_fmt, out_paths, labels, proba, quiet=args.quiet)
     _summary(est, kept_labels, int(keep.sum()), X.shape[1], seconds, args, warned)
 
 

@@ -365,3 +365,142 @@ def test_unknown_standardize_value_is_a_usage_error(data_dir, capsys, monkeypatc
     status, _, stderr = run_in_process(["blobs.csv", "--standardize", "minmax"], data_dir,
                                        capsys, monkeypatch)
     assert status == 2 and "expected global, feature, robust or none" in stderr
+
+
+# --------------------------------------------------------------------------- #
+# polish (#15): --version, python -m skclust_ot, --sep, a fast --help, progress
+# --------------------------------------------------------------------------- #
+def test_version(capsys, monkeypatch, tmp_path):
+    from skclust_ot import __version__
+
+    status, stdout, _ = run_in_process(["--version"], tmp_path, capsys, monkeypatch)
+    assert status == 0 and stdout.strip() == f"skclust-ot {__version__}"
+
+
+def test_python_dash_m_skclust_ot_runs_the_command(data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "skclust_ot", *map(str, [
+            data_dir / "blobs.csv", "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu",
+            "-o", tmp_path / "out.csv"])],
+        capture_output=True, text=True, env=ENV, timeout=120)
+    assert_success(result)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == N_ROWS
+
+
+def test_help_imports_neither_torch_nor_scikit_learn():
+    code = ("import sys\n"
+            "from skclust_ot.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('torch', 'sklearn', 'skorch', 'scipy', 'pandas')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=ENV, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_variant_names_match_the_estimators():
+    from skclust_ot import VARIANTS
+    from skclust_ot.cli import _VARIANT_HELP
+
+    assert list(_VARIANT_HELP) == list(VARIANTS)
+
+
+def _write_semicolon(path):
+    pd.DataFrame(_numbers(), columns=["a", "b", "c"]).to_csv(path, sep=";", index=False)
+
+
+@pytest.mark.parametrize("sep", [";", "tab", "\\t"])
+def test_sep_reads_other_separators(sep, tmp_path, capsys, monkeypatch):
+    source = tmp_path / "data.csv"
+    if sep == ";":
+        _write_semicolon(source)
+    else:
+        pd.DataFrame(_numbers()).to_csv(source, sep="\t", index=False)
+    status, _, stderr = run_in_process(
+        [source, "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu", "-o", "out.csv",
+         "--sep", sep], tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "x 3 columns" in stderr
+    assert len(pd.read_csv(tmp_path / "out.csv")) == N_ROWS
+
+
+def test_a_semicolon_file_read_with_commas_gets_a_hint(tmp_path, capsys, monkeypatch):
+    _write_semicolon(tmp_path / "data.csv")
+    status, _, stderr = run_in_process(["data.csv", "-k", N_CLUSTERS], tmp_path, capsys,
+                                       monkeypatch)
+    assert status == 2
+    assert "pass --sep ';'" in stderr
+
+
+def test_a_semicolon_file_with_decimal_commas_gets_a_hint(tmp_path, capsys, monkeypatch):
+    rows = ["a;b;c"] + [f"{i},5;{i};{2 * i},25" for i in range(10)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    status, _, stderr = run_in_process(["data.csv", "-k", N_CLUSTERS], tmp_path, capsys,
+                                       monkeypatch)
+    assert status == 2
+    assert "pass --sep ';'" in stderr
+
+
+def test_rows_longer_than_the_header_are_an_error(tmp_path, capsys, monkeypatch):
+    (tmp_path / "data.csv").write_text("a,b\n" + "".join(f"{i},{i},{i}\n" for i in range(9)))
+    status, _, stderr = run_in_process(["data.csv", "-k", 2], tmp_path, capsys, monkeypatch)
+    assert status == 2
+    assert "rows have more fields than its header row (2 names)" in stderr
+
+
+def test_sep_is_for_text_tables_only(data_dir, capsys, monkeypatch):
+    status, _, stderr = run_in_process(["blobs.npy", "--sep", ";"], data_dir, capsys,
+                                       monkeypatch)
+    assert status == 2 and "--sep applies to .csv and .tsv" in stderr
+
+
+def _fit_blobs(data_dir, tmp_path, capsys, monkeypatch, *extra):
+    return run_in_process(
+        [data_dir / "blobs.csv", "-k", N_CLUSTERS, "--epochs", 3, "--device", "cpu",
+         "-o", tmp_path / "out.csv", *extra], tmp_path, capsys, monkeypatch)
+
+
+def test_progress_bar_when_stderr_is_a_terminal(data_dir, tmp_path, capsys, monkeypatch):
+    import skclust_ot.cli as cli
+
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    status, stdout, stderr = _fit_blobs(data_dir, tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "training" in stderr and "epoch" in stderr
+    assert "clustered 60 rows" in stderr and stdout == ""
+
+
+def test_progress_without_tqdm_is_a_counter(data_dir, tmp_path, capsys, monkeypatch):
+    import skclust_ot.cli as cli
+
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli, "_TqdmBar", cli._CounterBar)
+    status, _, stderr = _fit_blobs(data_dir, tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "training, epoch 3/3" in stderr
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(data_dir, tmp_path, capsys,
+                                                       monkeypatch):
+    status, _, stderr = _fit_blobs(data_dir, tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    assert "training" not in stderr and "clustered 60 rows" in stderr
+
+
+def test_quiet_silences_progress_and_summary(data_dir, tmp_path, capsys, monkeypatch):
+    import skclust_ot.cli as cli
+
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    status, _, stderr = _fit_blobs(data_dir, tmp_path, capsys, monkeypatch, "-q")
+    assert status == 0, stderr
+    assert "training" not in stderr and "clustered" not in stderr
+    assert "wrote" not in stderr
+    assert "skipping non-numeric column(s): 'species'" in stderr  # about the input: kept
+    assert len(pd.read_csv(tmp_path / "out.csv")) == N_ROWS
+
+
+def test_quiet_and_verbose_exclude_each_other(data_dir, capsys, monkeypatch):
+    status, _, stderr = run_in_process(["blobs.csv", "-q", "-v"], data_dir, capsys,
+                                       monkeypatch)
+    assert status == 2 and "not allowed with" in stderr

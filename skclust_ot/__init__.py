@@ -1,8 +1,8 @@
 """skclust_ot: clustering of imbalanced data with SP²OT pseudo-labels.
 
 The public surface: :class:`SP2OTClustering` (a scikit-learn estimator),
-:data:`VARIANTS` (the paper's ablations as parameter settings), and the
-subpackages
+:data:`VARIANTS` (the paper's ablations as parameter settings),
+:func:`show_versions` (for bug reports), and the subpackages
 :mod:`skclust_ot.ot` (the solver), :mod:`skclust_ot.metrics` and
 :mod:`skclust_ot.datasets`.
 
@@ -16,12 +16,13 @@ import importlib.util
 
 from ._version import __version__
 
-__all__ = ["SP2OTClustering", "VARIANTS", "__version__"]
+__all__ = ["SP2OTClustering", "VARIANTS", "show_versions", "__version__"]
 
 # public name -> module (relative to this package) that defines it
 _LAZY = {
     "SP2OTClustering": "._estimator",
     "VARIANTS": "._estimator",
+    "show_versions": "._versions",
 }
 
 

@@ -35,11 +35,18 @@ def _final_step(est):
 
 
 def _fitted_attribute(est, name, what):
+    """``est.name``; :class:`sklearn.exceptions.NotFittedError` when est is not fitted.
+
+    (NotFittedError is a ValueError and an AttributeError, as scikit-learn's
+    ``check_is_fitted`` raises.)
+    """
     est = _final_step(est)
     if not hasattr(est, name):
-        raise ValueError(
-            f"{type(est).__name__} has no {name!r}: {what} needs a fitted estimator; "
-            "call fit(X) first."
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(
+            f"This {type(est).__name__} instance is not fitted yet (it has no "
+            f"{name!r}): {what} needs a fitted estimator; call fit(X) first."
         )
     return getattr(est, name)
 
@@ -73,6 +80,11 @@ def plot_cluster_sizes(est_or_labels, y_true=None, ax=None):
     -------
     ax : matplotlib Axes
         The axes drawn on.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When given an estimator that is not fitted.
 
     Examples
     --------
@@ -124,6 +136,11 @@ def plot_training_history(est, ax=None):
     -------
     ax : matplotlib Axes
         The loss axis; the ρ axis is its twin (``ax.figure.axes``).
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        When ``est`` is not fitted.
     """
     history = _fitted_attribute(est, "history_", "plot_training_history")
     epochs = np.arange(1, len(history) + 1)

@@ -122,6 +122,18 @@ def test_unfitted_estimator_says_fit_first(pyplot):
         plot_cluster_sizes(SP2OTClustering())
 
 
+@pytest.mark.parametrize("plot", [plot_training_history, plot_cluster_sizes])
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_unfitted_estimator_raises_not_fitted_error(plot, pipeline, pyplot):
+    from sklearn.exceptions import NotFittedError
+
+    est = SP2OTClustering()
+    if pipeline:
+        est = make_pipeline(StandardScaler(), est)
+    with pytest.raises(NotFittedError, match="not fitted yet.*call fit"):
+        plot(est)
+
+
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)

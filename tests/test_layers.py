@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skclust_ot"
 LAYERS = [
     "__main__", "cli", "demo", "plotting", "__init__", "_versions",
     "_estimator", "_builders", "_parallel", "_checks", "_config", "_start", "_stats",
-    "_defaults", "nn", "ot", "metrics", "datasets", "_version", "exceptions",
+    "_defaults", "nn", "ot", "metrics", "datasets", "_sklearn_compat", "_version",
+    "exceptions",
 ]
 
 

@@ -13,9 +13,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     ClusterMixin,
     TransformerMixin,
-    _fit_context,
 )
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
@@ -24,6 +22,7 @@ from ._builders import build_module, build_net, build_pseudo_labeler, fit_prepro
 from ._checks import check_params_vs_input, float32_rows, resolve_device
 from ._config import OPTIMIZERS, draw_seed, resolve_config
 from ._parallel import Shards, check_same_shape, collectively, communicator
+from ._sklearn_compat import Interval, Options, StrOptions, _fit_context
 from ._start import STARTS, StartData, fit_module_to_start, restrict_graph
 from .exceptions import ConvergenceWarning, _external_stacklevel
 from .ot import knn_graph
@@ -123,6 +122,12 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         Weight of the SP²OT semantic (kNN-graph) term, in units of the
         scaled plan ``N·Q``; it fades as ``(1 - rho)``. ``0`` gives P²OT.
         The paper's λ_s0 = 1000 at a 5120-sample bank corresponds to 0.2.
+    size_prior : {"uniform", "adaptive"}, default="uniform"
+        Reference cluster sizes of the KL term. ``"uniform"``: ``rho / K``
+        each, as in P²OT. ``"adaptive"``: follows the plans' own cluster
+        proportions (an exponential average, floored at ``0.2 / K`` so that
+        no cluster dies), so the KL term stops pulling imbalanced clusters
+        towards equal sizes.
     n_neighbors : int, default=10
         Neighbours in the kNN graph (semantic term, spectral start,
         neighbour views). Fewer neighbours than the paper's 20, so that
@@ -182,6 +187,9 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "Scaling up" page of the documentation.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks (or ``(name, callback)`` pairs), copied before use.
+        A callback that raises ``KeyboardInterrupt`` from an epoch or batch
+        hook (skorch's way to stop, e.g. ``EarlyStopping``) ends the fit
+        normally with the epochs run so far.
     verbose : int, default=0
         ``1`` prints one line per epoch (loss, ``rho``, solver iterations and
         non-converged solves, clusters in use, time); ``2`` adds skorch's
@@ -258,6 +266,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "kl_weight": [Interval(Real, 0, None, closed="neither"), Options(Real, {math.inf})],
         "semantic_weight": [Interval(Real, 0, None, closed="left")],
+        "size_prior": [StrOptions({"uniform", "adaptive"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "sigma": [Interval(Real, 0, None, closed="neither")],
         "ot_scope": [StrOptions({"auto", "full", "bank"})],
@@ -295,6 +304,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         epsilon=0.1,
         kl_weight=1.0,
         semantic_weight=0.02,
+        size_prior="uniform",
         n_neighbors=10,
         sigma=2.0,
         ot_scope="auto",
@@ -328,6 +338,7 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         self.epsilon = epsilon
         self.kl_weight = kl_weight
         self.semantic_weight = semantic_weight
+        self.size_prior = size_prior
         self.n_neighbors = n_neighbors
         self.sigma = sigma
         self.ot_scope = ot_scope
@@ -496,8 +507,11 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         if n_found < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_found}) found smaller than "
-                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points "
-                "in X or too few epochs.",
+                f"n_clusters ({self.n_clusters}): {self.n_clusters - n_found} ended empty. "
+                "Likely causes: a few far outliers dominating the scale (see "
+                "OutlierWarning; use standardize='robust'), fewer separable groups in X "
+                "than n_clusters, many duplicate rows, or too short a training "
+                f"(n_iter_={self.n_iter_}).",
                 ConvergenceWarning,
                 stacklevel=_external_stacklevel(),
             )

@@ -167,6 +167,7 @@ def build_pseudo_labeler(params, config, shards, *, graph=None, graph_features=N
         comm=shards.comm,
         n_samples_total=shards.n_total,
         index_offset=shards.offset,
+        size_prior=params.size_prior,
     )
 
 

@@ -798,3 +798,37 @@ def test_finish_ddp_without_ddp_returns_the_plain_module():
     assert net.inner_module() is module
     assert net.finish_ddp() is net
     assert net.module_ is module and net.ddp is False
+
+
+def test_adaptive_size_prior_is_the_kl_to_the_plans_own_proportions():
+    """size_prior='adaptive': the uniform P2OT problem plus the per-cluster cost
+    shift kl_weight * log((1/K) / prior), prior the floored average of the plans'
+    column proportions."""
+    import torch
+    from skclust_ot.nn import PseudoLabeler
+    from skclust_ot.ot import cost_from_logits, p2ot
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(60, 3, generator=gen, dtype=torch.float64) * 3
+    labeler = PseudoLabeler(60, 3, scope="full", memory_size=0, epsilon=0.1, kl_weight=1.0,
+                            semantic_weight=0.0, size_prior="adaptive", prior_momentum=0.5,
+                            prior_floor=0.2)
+    labeler.rho = 0.5
+    labeler.refresh([logits])
+    first_mass = labeler.last_log["column_mass"].double()
+    expected_prior = (first_mass / first_mass.sum()).clamp_min(0.2 / 3)
+    expected_prior = expected_prior / expected_prior.sum()
+    torch.testing.assert_close(labeler.prior, expected_prior)
+    # the second solve is P2OT on the shifted cost
+    labeler._warm = [None, None]
+    labeler.refresh([logits])
+    shift = torch.log((1.0 / 3) / expected_prior)[None, :]
+    plan, _ = p2ot(cost_from_logits(logits) + shift, 0.5, epsilon=0.1, kl_weight=1.0)
+    torch.testing.assert_close(labeler.full_targets[0], plan * 60)
+    # the uniform prior never shifts the cost
+    uniform = PseudoLabeler(60, 3, scope="full", memory_size=0, epsilon=0.1, kl_weight=1.0,
+                            semantic_weight=0.0)
+    uniform.rho = 0.5
+    uniform.refresh([logits])
+    uniform.refresh([logits])
+    assert uniform.prior is None

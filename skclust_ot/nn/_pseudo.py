@@ -70,13 +70,25 @@ class PseudoLabeler:
         Rows over all ranks (``comm``); ``None``: ``n_samples``.
     index_offset : int, default=0
         Global index of this rank's first row (``comm``).
+    size_prior : {"uniform", "adaptive"}, default="uniform"
+        The reference cluster sizes of the KL term. ``"uniform"``: ``rho / K``
+        each (P²OT). ``"adaptive"``: ``rho`` times an exponential average of
+        the previous plans' cluster proportions, floored at
+        ``prior_floor / K`` so that no cluster dies; as the real columns
+        carry total mass ``rho``, this is the uniform problem with the
+        per-cluster cost shift ``kl_weight * log((1 / K) / prior_k)``.
+    prior_momentum : float, default=0.5
+        Weight of the newest plan in the average (``"adaptive"``).
+    prior_floor : float, default=0.2
+        Smallest prior proportion, in units of ``1 / K`` (``"adaptive"``).
     """
 
     def __init__(self, n_samples, n_clusters, *, scope, memory_size, epsilon,
                  kl_weight, semantic_weight, graph=None, graph_features=None,
                  graph_transform=None,
                  n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2, comm=None,
-                 n_samples_total=None, index_offset=0):
+                 n_samples_total=None, index_offset=0, size_prior="uniform",
+                 prior_momentum=0.5, prior_floor=0.2):
         self.n_samples = n_samples
         self.n_clusters = n_clusters
         self.scope = scope
@@ -94,6 +106,10 @@ class PseudoLabeler:
         self.comm = comm
         self.n_samples_total = n_samples if n_samples_total is None else n_samples_total
         self.index_offset = index_offset
+        self.size_prior = size_prior
+        self.prior_momentum = prior_momentum
+        self.prior_floor = prior_floor
+        self.prior = None
         self.rho = 1.0
         self.full_targets = [None] * n_views
         self.bank_logits = [None] * n_views
@@ -113,6 +129,9 @@ class PseudoLabeler:
         rows of all ranks (N is then the global number of rows).
         """
         cost = cost_from_logits(logits.detach())
+        shift = self._prior_shift(cost)
+        if shift is not None:
+            cost = cost + shift
         n_rows = self.n_samples_total if sharded else cost.shape[0]
         kwargs = dict(epsilon=self.epsilon, kl_weight=self.kl_weight, **self.solver_kwargs)
         mm_max_iter = kwargs.pop("mm_max_iter", 10)
@@ -143,11 +162,32 @@ class PseudoLabeler:
             n_iter = int(log.get("p2ot_iters", log["n_iter"]))
         self._warm[view] = log["potentials"]
         self.last_log = log
+        self._update_prior(log["column_mass"])
         self.n_solves += 1
         self.n_solver_iter += n_iter
         self.n_not_converged += int(not log["converged"])
         self.n_mm_not_converged += int(not log.get("mm_converged", True))
         return plan * n_rows
+
+    def _prior_shift(self, cost):
+        """The per-cluster cost shift of the adaptive size prior, or None."""
+        if self.size_prior != "adaptive" or self.prior is None or math.isinf(self.kl_weight):
+            return None
+        prior = self.prior.to(device=cost.device, dtype=cost.dtype)
+        return self.kl_weight * torch.log((1.0 / self.n_clusters) / prior)[None, :]
+
+    def _update_prior(self, column_mass):
+        if self.size_prior != "adaptive":
+            return
+        mass = column_mass.detach().double().cpu()
+        total = mass.sum()
+        if not (torch.isfinite(total) and total > 0):
+            return
+        mass = mass / total
+        prior = mass if self.prior is None else (
+            (1.0 - self.prior_momentum) * self.prior + self.prior_momentum * mass)
+        prior = prior.clamp_min(self.prior_floor / self.n_clusters)
+        self.prior = prior / prior.sum()
 
     def refresh(self, view_logits):
         """Full scope: solve over the logits of all samples, one per view."""

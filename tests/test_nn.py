@@ -832,3 +832,16 @@ def test_adaptive_size_prior_is_the_kl_to_the_plans_own_proportions():
     uniform.refresh([logits])
     uniform.refresh([logits])
     assert uniform.prior is None
+
+
+def test_epoch_table_has_no_colour_codes_off_a_terminal_and_readable_numbers(capsys):
+    import numpy as np
+
+    from skclust_ot import SP2OTClustering
+
+    X = np.random.default_rng(0).normal(size=(120, 4))
+    SP2OTClustering(n_clusters=3, max_epochs=2, verbose=1, random_state=0).fit(X)
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out  # captured stdout is not a terminal
+    assert "0.0000" not in out and "0.0001" in out  # lr 1e-4, four significant digits
+    assert "kNN graph" in out and "start: spectral partition" in out  # set-up phases

@@ -1,13 +1,14 @@
 """skorch callbacks: the progressive-mass schedule and full-data pseudo-labels."""
 
 import math
+import sys
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, PrintLog
 
 from ..ot import rho_schedule
 
-__all__ = ["RhoScheduler", "FullDataPseudoLabels", "PseudoLabelStats"]
+__all__ = ["RhoScheduler", "FullDataPseudoLabels", "PseudoLabelStats", "EpochTable"]
 
 
 class RhoScheduler(Callback):
@@ -115,3 +116,22 @@ class PseudoLabelStats(Callback):
         if weights is not None:
             n_active = int((weights * labeler.n_clusters > 0.01).sum())
             net.history.record("n_active", n_active)
+
+
+class EpochTable(PrintLog):
+    """skorch's per-epoch table, readable in logs as well as in terminals.
+
+    Numbers are printed with four significant digits (``lr 0.0001`` instead
+    of ``0.0000``), and the colour codes that mark a new best value are left
+    out when standard output is not a terminal (files, CI logs, notebooks
+    that capture the stream).
+    """
+
+    def __init__(self, floatfmt=".4g", **kwargs):
+        super().__init__(floatfmt=floatfmt, **kwargs)
+
+    def format_row(self, row, key, color):
+        if not getattr(sys.stdout, "isatty", lambda: False)():
+            color = ""
+            row = {k: (False if k.endswith("_best") else v) for k, v in row.items()}
+        return super().format_row(row, key, color)

@@ -9,6 +9,8 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
+from ._callbacks import EpochTable
+
 __all__ = ["SoftTargetCrossEntropy", "SP2OTNet", "PaddedShuffleSampler"]
 
 # Hooks called inside skorch's fit_loop: a KeyboardInterrupt raised there by a
@@ -151,6 +153,11 @@ class SP2OTNet(NeuralNet):
         self.neighbors = neighbors
         self.neighbor_data = neighbor_data
         self.stopped_by_ = None
+
+    def get_default_callbacks(self):
+        """skorch's defaults, with :class:`EpochTable` as the printed table."""
+        return [(name, EpochTable() if name == "print_log" else cb)
+                for name, cb in super().get_default_callbacks()]
 
     def initialize_module(self):
         super().initialize_module()

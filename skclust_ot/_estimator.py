@@ -532,9 +532,10 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
     # predict
     # ------------------------------------------------------------------ #
     @torch.no_grad()
-    def _iter_logits(self, X):
+    def _iter_logits(self, X, embed=False):
         module = self.net_.module_
         module.eval()
+        forward = module.embed if embed else module
         step = defaults.PREDICT_CHUNK
         for start in range(0, X.shape[0], step):
             rows = slice(start, start + step)
@@ -545,7 +546,27 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
                     "X has values beyond the float32 range (about ±3.4e38) used by "
                     "the network; rescale the data as it was for fit."
                 )
-            yield rows, module(chunk.to(self.device_)).cpu()
+            yield rows, forward(chunk.to(self.device_)).cpu()
+
+    def embed(self, X):
+        """The learned embedding of each sample (the encoder's output, before the head).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        embedding : ndarray of shape (n_samples, embedding_dim)
+            What the cosine head compares with its prototypes; its direction
+            decides the cluster.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        parts = [z.reshape(z.shape[0], -1).double().numpy()
+                 for _, z in self._iter_logits(X, embed=True)]
+        return np.concatenate(parts) if parts else np.empty((0, 0))
 
     def _predict_labels(self, X):
         # Fill a preallocated array: keeping many small per-chunk results
@@ -615,7 +636,13 @@ class SP2OTClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Cluster
         """Mean log-probability of each sample's assigned cluster.
 
         Higher is better (more confident assignments); 0 is the maximum.
-        Comparable between models with the same ``n_clusters`` only.
+        Comparable between models with the same ``n_clusters`` only, and it
+        rewards confidence, not correctness: a larger ``head_scale`` (a
+        sharper softmax) scores higher whatever the clusters. To choose
+        parameters without labels, use
+        :func:`skclust_ot.metrics.embedding_silhouette_score` as the
+        ``scoring`` of a search; with reference labels, a label score such
+        as ``scoring="adjusted_rand_score"``.
 
         Parameters
         ----------

@@ -2,7 +2,7 @@
 
 The evaluation protocol of the SP²OT paper: class-averaged matched accuracy
 ("ACC"), overall matched accuracy, matched F1, NMI, ARI and the accuracy of the
-head, medium and tail classes.
+head, medium and tail classes; and a label-free scorer for model selection.
 """
 
 from ._clustering import (
@@ -13,6 +13,7 @@ from ._clustering import (
     match_labels,
     matched_f1_score,
 )
+from ._scoring import embedding_silhouette_score
 
 __all__ = [
     "match_labels",
@@ -21,4 +22,5 @@ __all__ = [
     "matched_f1_score",
     "head_medium_tail_accuracy",
     "clustering_report",
+    "embedding_silhouette_score",
 ]

@@ -53,3 +53,45 @@ def test_example_runs(example, tmp_path):
         assert str(picture) in result.stdout  # the script says where it wrote
     if "savefig" in example.read_text():
         assert pictures, f"{example.name} saved no picture in SKCLUST_OT_EXAMPLE_OUT"
+
+
+def _scores(stdout, name):
+    """(balanced accuracy, macro-F1) the quick start prints for a method."""
+    import re
+
+    match = re.search(rf"^{name}\s+balanced accuracy ([0-9.]+)\s+macro-F1 ([0-9.]+)",
+                      stdout, flags=re.M)
+    assert match, f"no scores for {name} in:\n{stdout}"
+    return float(match[1]), float(match[2])
+
+
+def test_quickstart_headline_is_at_or_above_kmeans(tmp_path):
+    """The quick start's claim, at its own settings (not the fast mode)."""
+    example = EXAMPLES_DIR / "plot_quickstart_tabular.py"
+    env = {**os.environ, "SKCLUST_OT_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("SKCLUST_OT_EXAMPLE_FAST", None)
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, kmeans = _scores(result.stdout, "SP2OTClustering"), _scores(result.stdout, "KMeans")
+    assert ours[0] >= kmeans[0] and ours[1] >= kmeans[1], (ours, kmeans)
+
+
+def test_gridsearch_grid_changes_the_result_and_silhouette_picks_the_best(tmp_path):
+    """The grid-search example's claims, at its own settings: its grid points
+    differ (held-out ARI), and the label-free silhouette picks the best of them."""
+    import re
+
+    example = EXAMPLES_DIR / "plot_pipeline_gridsearch.py"
+    env = {**os.environ, "SKCLUST_OT_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("SKCLUST_OT_EXAMPLE_FAST", None)
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^silhouette ([-0-9.]+)\s+ARI ([-0-9.]+)", result.stdout, flags=re.M)
+    assert len(rows) == 4, result.stdout
+    ari = [float(a) for _, a in rows]
+    assert max(ari) - min(ari) > 0.1  # the grid changes the result
+    assert ari[0] == max(ari)  # rows are sorted by silhouette: its pick has the best ARI

@@ -26,3 +26,19 @@ def test_no_machine_specific_absolute_paths(page):
 def test_reliability_commands_use_the_readmes_environment():
     text = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
     assert ".venv/bin/python -m pytest tests/test_ot_properties.py" in text
+
+
+def test_readme_snippet_runs():
+    """The README's "Try it" snippet defines its data and runs as written."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Try it", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S)[1]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 0.0 < float(result.stdout.strip().splitlines()[-1]) <= 1.0

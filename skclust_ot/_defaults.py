@@ -39,8 +39,6 @@ ENCODER_FIT_LR = 1e-3
 #: Budget of the full-batch fit of the head's prototypes to the start's labels.
 PROTOTYPE_FIT_STEPS = 100
 PROTOTYPE_FIT_LR = 0.05
-#: Steps of the joint fit of encoder and head to the start's labels (0: none).
-START_DISTILL_STEPS = 0
 
 #: Memory bank size as a multiple of the batch size (when ``memory_size=None``).
 MEMORY_BANK_BATCHES = 10

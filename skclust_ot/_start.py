@@ -323,34 +323,6 @@ def fit_prototypes(head, embeddings, labels, n_clusters, *,
         optimizer.step()
 
 
-def distill_partition(module, rows, labels, device, seed, *, n_steps=None,
-                      batch_size=defaults.ENCODER_FIT_BATCH_SIZE, lr=defaults.ENCODER_FIT_LR):
-    """Train encoder and head together with cross-entropy to the start's labels.
-
-    Closes the gap between the start's partition and the network's argmax
-    that the regression and the head fit leave. Mini-batches are drawn from
-    a generator of its own (seeded by ``seed``), so torch's global random
-    stream is not consumed. ``n_steps=None``: ``START_DISTILL_STEPS``.
-    """
-    if n_steps is None:
-        n_steps = defaults.START_DISTILL_STEPS
-    if n_steps <= 0:
-        return
-    generator = torch.Generator().manual_seed(seed)
-    target = torch.as_tensor(labels, dtype=torch.long)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    n_samples = rows.shape[0]
-    module.train()
-    for _ in range(n_steps):
-        batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
-        optimizer.zero_grad()
-        logits = module(rows[batch].to(device))
-        loss = torch.nn.functional.cross_entropy(logits, target[batch].to(device))
-        loss.backward()
-        optimizer.step()
-    module.eval()
-
-
 def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
     """Make ``module`` (encoder, head) reproduce a start partition.
 
@@ -376,4 +348,3 @@ def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
     picked = _init_rows(partition.labels, n_clusters, seed)
     embeddings = embed_all(module, rows[_torch_index(picked)], device)
     fit_prototypes(module.head, embeddings, partition.labels[picked], n_clusters)
-    distill_partition(module, rows, partition.labels, device, seed)

@@ -139,23 +139,6 @@ numpydoc_validation_exclude = {
     r"^skclust_ot\.nn\.SoftTargetCrossEntropy$",
 }
 
-# TODO docstrings: ours, failing the validation; excluded (exactly these
-# objects, not their other members) until the docstrings in skclust_ot/nn
-# are fixed. Remove each line with its fix.
-numpydoc_validation_exclude.update({
-    r"^skclust_ot\.nn\.PseudoLabeler$",  # PR08 x3 (graph, n_neighbors, sigma)
-    r"^skclust_ot\.nn\.PseudoLabeler\.column_weights$",  # RT01
-    r"^skclust_ot\.nn\.PseudoLabeler\.refresh$",  # PR01 view_logits
-    r"^skclust_ot\.nn\.PseudoLabeler\.targets$",  # SS05, PR01, RT01
-    r"^skclust_ot\.nn\.SP2OTNet$",  # SS02 ("skorch ..."), PR07 criterion
-    r"^skclust_ot\.nn\.SP2OTNet\.finish_ddp$",  # PR01 group, RT01
-    r"^skclust_ot\.nn\.SP2OTNet\.inner_module$",  # RT01
-    r"^skclust_ot\.nn\.SP2OTNet\.notify$",  # PR01 method_name, **cb_kwargs
-    r"^skclust_ot\.nn\.SP2OTNet\.get_default_callbacks$",  # SS02, SS05, RT01
-    r"^skclust_ot\.nn\.ClusterModule\.embed$",  # SS05, PR01 x, RT01
-    r"^skclust_ot\.nn\.CosineHead\.set_prototypes$",  # PR01 prototypes
-    r"^skclust_ot\.nn\.FeatureViews\.to$",  # PR01 device, RT01
-})
 # Examples sections are shown as written, not rendered as plots.
 numpydoc_use_plots = False
 

@@ -42,12 +42,40 @@ class FeatureViews:
         self.mask_prob = float(mask_prob)
 
     def to(self, device):
-        """Move the statistics to ``device`` (in place); returns ``self``."""
+        """Move the statistics to ``device``, in place.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            The device of the batches the views will be drawn from.
+
+        Returns
+        -------
+        self : FeatureViews
+            This object, with ``mean`` and ``std`` on ``device``.
+        """
         self.mean = self.mean.to(device)
         self.std = self.std.to(device)
         return self
 
     def __call__(self, x):
+        """Draw one random view of a batch.
+
+        Each call draws a fresh mask and fresh noise (from torch's default
+        generator); with ``mask_prob=0`` and ``noise=0`` the batch is
+        returned unchanged.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_samples, ...)
+            A batch of floating-point samples, each of the shape of ``mean``,
+            on the device of the statistics (see :meth:`to`).
+
+        Returns
+        -------
+        view : torch.Tensor
+            The view, of the shape of ``x``; ``x`` itself is not modified.
+        """
         out = x
         if self.mask_prob > 0:
             keep = torch.rand_like(x) >= self.mask_prob

@@ -119,12 +119,19 @@ class PseudoLabelStats(Callback):
 
 
 class EpochTable(PrintLog):
-    """skorch's per-epoch table, readable in logs as well as in terminals.
+    """The per-epoch table of skorch, readable in logs as well as in terminals.
 
     Numbers are printed with four significant digits (``lr 0.0001`` instead
     of ``0.0000``), and the colour codes that mark a new best value are left
     out when standard output is not a terminal (files, CI logs, notebooks
     that capture the stream).
+
+    Parameters
+    ----------
+    floatfmt : str, default=".4g"
+        Format of the floating-point numbers.
+    **kwargs
+        Passed to :class:`skorch.callbacks.PrintLog`.
     """
 
     def __init__(self, floatfmt=".4g", **kwargs):

@@ -109,7 +109,21 @@ class CosineHead(nn.Module):
 
     @torch.no_grad()
     def set_prototypes(self, prototypes):
-        """Replace the prototypes (rows are normalized by ``forward``)."""
+        """Replace the prototypes, in place and without tracking gradients.
+
+        The rows are copied as given into ``weight`` (on its device and
+        dtype); ``forward`` normalizes them, so their norms do not matter.
+
+        Parameters
+        ----------
+        prototypes : array-like of shape (n_clusters, in_features)
+            One prototype per row, in the order of the clusters.
+
+        Raises
+        ------
+        ValueError
+            If ``prototypes`` does not have the shape of ``weight``.
+        """
         prototypes = torch.as_tensor(prototypes, dtype=self.weight.dtype,
                                      device=self.weight.device)
         if prototypes.shape != self.weight.shape:
@@ -141,7 +155,18 @@ class ClusterModule(nn.Module):
         self.head = head
 
     def embed(self, x):
-        """Embeddings before the head."""
+        """Compute the embeddings that the head receives.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_samples, ...)
+            A batch of inputs.
+
+        Returns
+        -------
+        embedding : torch.Tensor of shape (n_samples, n_embedding)
+            ``encoder(preprocess(x))``, flattened after the first dimension.
+        """
         return self.encoder(self.preprocess(x)).flatten(1)
 
     def forward(self, x):

@@ -82,7 +82,7 @@ class SoftTargetCrossEntropy(nn.Module):
 
 
 class SP2OTNet(NeuralNet):
-    """skorch ``NeuralNet`` whose training step uses OT pseudo-labels.
+    """A skorch ``NeuralNet`` whose training step uses OT pseudo-labels.
 
     ``fit(X, y)`` expects ``y`` to be the sample indices ``arange(n)``: the
     pseudo-labeler uses them to find each batch's rows in the full-data plan.
@@ -96,17 +96,23 @@ class SP2OTNet(NeuralNet):
     module : torch.nn.Module
         The cluster module (encoder + head), producing logits.
     criterion : torch.nn.Module class, default=SoftTargetCrossEntropy
-    views : torch.nn.Module
-        Produces one random view of a batch per call.
-    pseudo_labeler : skclust_ot.nn.PseudoLabeler
-        Produces the targets.
+        The loss, instantiated by skorch and called as
+        ``criterion(logits, targets)`` with the logits of one view and the
+        soft targets of the other.
+    views : callable or None, default=None
+        Produces one random view of a batch per call (e.g.
+        :class:`FeatureViews`); a copy, moved with ``.to(device)``, is used
+        in training. ``None``: no augmentation (the identity).
+    pseudo_labeler : skclust_ot.nn.PseudoLabeler or None, default=None
+        Produces the targets; required for training.
     neighbor_views : float, default=0.0
         Probability that the second view of a sample shows one of its
         nearest neighbours instead (neighbour consistency); its target is
         the neighbour's own row of the plan.
-    neighbors : torch.LongTensor of shape (n_samples, k) or None
-        Nearest-neighbour indices for ``neighbor_views``.
-    neighbor_data : torch.Tensor or None
+    neighbors : torch.LongTensor of shape (n_samples, k) or None, default=None
+        Nearest-neighbour indices for ``neighbor_views``; ``None`` turns
+        neighbour views off.
+    neighbor_data : torch.Tensor or None, default=None
         The training inputs, indexed by ``neighbors``.
     ddp : bool, default=False
         Wrap the module in ``torch.nn.parallel.DistributedDataParallel``
@@ -155,7 +161,19 @@ class SP2OTNet(NeuralNet):
         self.stopped_by_ = None
 
     def get_default_callbacks(self):
-        """skorch's defaults, with :class:`EpochTable` as the printed table."""
+        """Return skorch's default callbacks, with a more readable printed table.
+
+        The ``"print_log"`` entry is a fresh
+        ``skclust_ot.nn._callbacks.EpochTable`` (four significant digits, no
+        colour codes outside a terminal) instead of skorch's ``PrintLog``;
+        the other entries are skorch's.
+
+        Returns
+        -------
+        callbacks : list of (str, skorch.callbacks.Callback)
+            The ``(name, callback)`` pairs of skorch's defaults, in their
+            order.
+        """
         return [(name, EpochTable() if name == "print_log" else cb)
                 for name, cb in super().get_default_callbacks()]
 
@@ -178,7 +196,14 @@ class SP2OTNet(NeuralNet):
         return self
 
     def inner_module(self):
-        """The trained module itself (unwrapped from DistributedDataParallel)."""
+        """Return the trained module itself, unwrapped from DistributedDataParallel.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            ``module_``, or the module it wraps when it is a
+            ``DistributedDataParallel``.
+        """
         module = self.module_
         return module.module if isinstance(module, nn.parallel.DistributedDataParallel) \
             else module
@@ -190,6 +215,22 @@ class SP2OTNet(NeuralNet):
         The parameters are already equal on every rank (same start, averaged
         gradients); the BatchNorm running statistics saw each rank's own
         batches, and their average is what one process would have tracked.
+        With ``ddp=True`` this is a collective call: every rank of ``group``
+        must make it. Integer buffers (such as BatchNorm's
+        ``num_batches_tracked``) are left as they are. Afterwards
+        ``module_`` is the unwrapped module and ``ddp`` is ``False``, so a
+        later ``initialize()`` does not wrap it again; with ``ddp=False``
+        only that happens.
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup or None, default=None
+            The ranks to average over; ``None``: the default process group.
+
+        Returns
+        -------
+        self : SP2OTNet
+            The net, with its module unwrapped.
         """
         module = self.inner_module()
         if self.ddp:
@@ -237,7 +278,15 @@ class SP2OTNet(NeuralNet):
 
         As skorch's, except that a ``KeyboardInterrupt`` raised by a user
         (or skorch) callback in an epoch or batch hook becomes the private
-        stop signal that :meth:`partial_fit` catches (see the class Notes).
+        stop signal that ``partial_fit`` catches (see the class Notes).
+
+        Parameters
+        ----------
+        method_name : str
+            Name of the hook, such as ``"on_epoch_end"``; each hook is called
+            with the net as its first argument.
+        **cb_kwargs
+            Keyword arguments passed to every hook.
         """
         getattr(self, method_name)(self, **cb_kwargs)
         for name, cb in self.callbacks_:

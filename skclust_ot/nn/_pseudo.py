@@ -42,9 +42,9 @@ class PseudoLabeler:
         OT entropic regularization, KL weight on the cluster marginal
         (``math.inf``: hard uniform marginal) and semantic weight (``0``
         turns SP²OT into P²OT).
-    graph : torch sparse tensor or None
-        kNN graph over all samples (``"full"`` scope).
-    graph_features : torch.Tensor or None
+    graph : torch sparse tensor or None, default=None
+        The kNN graph over all samples (``"full"`` scope).
+    graph_features : torch.Tensor or None, default=None
         Per-sample features from which bank-local kNN graphs are built
         (``"bank"`` scope).
     graph_transform : callable or None, default=None
@@ -52,9 +52,13 @@ class PseudoLabeler:
         the network's fixed input scaling), so that the scaled copy of the
         whole data set is never held.
     n_neighbors, sigma : int, float
-        kNN graph parameters for bank-local graphs.
-    solver_kwargs : dict
-        ``max_iter``, ``tol``, ``method`` and ``mm_max_iter`` for the solver.
+        Neighbours per sample (default 20) and bandwidth of the Gaussian
+        weights (default 2.0) of the bank-local kNN graphs (see
+        :func:`skclust_ot.ot.knn_graph`).
+    solver_kwargs : dict or None, default=None
+        Passed to the solver: ``max_iter``, ``tol``, ``method`` and
+        ``mm_max_iter`` (the last defaults to 10; ``method`` is dropped
+        for the sharded solvers). ``None``: the solvers' defaults.
     n_views : int, default=2
         Number of views (each keeps its own warm start).
     comm : skclust_ot.ot.Communicator or None, default=None
@@ -190,7 +194,21 @@ class PseudoLabeler:
         self.prior = prior / prior.sum()
 
     def refresh(self, view_logits):
-        """Full scope: solve over the logits of all samples, one per view."""
+        """Solve the OT problem over the logits of all samples, once per view.
+
+        Used in the ``"full"`` scope: the scaled plan of each view (rows of
+        ``N * Q``) is stored, and :meth:`targets` then reads the rows of a
+        batch from it. Each view's solve is warm-started from its previous
+        one; with ``comm`` the sharded solvers solve over the rows of all
+        ranks, and this process keeps its own rows.
+
+        Parameters
+        ----------
+        view_logits : sequence of torch.Tensor of shape (n_samples, n_clusters)
+            The logits of every sample (this process's rows with ``comm``),
+            one tensor per view; detached before solving. The stored targets
+            take each tensor's device and dtype.
+        """
         for view, logits in enumerate(view_logits):
             graph = self.graph
             if graph is not None and graph.device != logits.device:
@@ -200,11 +218,34 @@ class PseudoLabeler:
                                                   ).to(logits.dtype)
 
     def targets(self, index, *view_logits, view_index=None):
-        """Targets for a batch (rows of ``N * Q``), one tensor per view.
+        """Compute the soft targets of a batch, one tensor per view.
 
-        ``view_index`` optionally gives, per view, which sample each row of
-        that view shows (a neighbour instead of the sample itself); only the
-        ``"full"`` scope supports it.
+        The targets are rows of ``N * Q``, ``Q`` the transport plan and
+        ``N`` its number of rows, so each row sums to the sample's selection
+        weight in ``[0, 1]``. In the ``"full"`` scope they are read from the
+        plans of the last :meth:`refresh`. In the ``"bank"`` scope one
+        problem per view is solved over the batch's logits stacked on the
+        memory bank (and, with ``comm``, on the batches of all ranks), and
+        the newest rows then replace the oldest ones in the bank.
+
+        Parameters
+        ----------
+        index : array-like of int of shape (n_batch,)
+            Indices of the batch's samples in this process's rows of the
+            training set.
+        *view_logits : torch.Tensor of shape (n_batch, n_clusters)
+            The batch's logits, one tensor per view; detached before solving.
+        view_index : sequence of array-like of int or None, default=None
+            Per view, which sample each row of that view shows (a neighbour
+            instead of the sample itself); ``None``: ``index`` for every view.
+            Used by the ``"full"`` scope only; the ``"bank"`` scope ignores
+            it.
+
+        Returns
+        -------
+        targets : tuple of torch.Tensor of shape (n_batch, n_clusters)
+            One tensor per view, with the device and dtype of that view's
+            logits.
         """
         device = view_logits[0].device
         index = torch.as_tensor(index, device=device, dtype=torch.long)
@@ -270,7 +311,15 @@ class PseudoLabeler:
                              "converged": self.last_log["converged"]}
 
     def column_weights(self):
-        """Cluster-size distribution of the last solve (sums to 1)."""
+        """Return the cluster-size distribution of the last solve.
+
+        Returns
+        -------
+        weights : torch.Tensor of shape (n_clusters,) or None
+            The column mass of the last plan divided by its total, so it
+            sums to 1 (float64, on the CPU). ``None`` before the first solve
+            or when the total mass is not finite and positive.
+        """
         if self.last_log is None:
             return None
         mass = self.last_log["column_mass"].double()

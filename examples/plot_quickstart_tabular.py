@@ -73,10 +73,20 @@ print("first wines:", est.predict(X[:5]).tolist(),
 # %%
 # Pictures
 # --------
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
-plot_cluster_sizes(est, y_true=y, ax=axes[0])
-plot_training_history(est, ax=axes[1])
-plot_clusters_2d(X, labels, ax=axes[2])
+# Top: the cluster sizes beside the true ones, and what went where (true
+# classes against the clusters matched to them: sorted size bars can look
+# right while the samples are mixed up), then the training curves. Bottom:
+# the clusters in the input space's first two principal components, and in
+# the learned embedding's, coloured by cluster and by true class (each class
+# in the colour of its matched cluster).
+from skclust_ot.plotting import plot_confusion  # noqa: E402
+
+fig, axes = plt.subplots(2, 3, figsize=(17, 9), layout="constrained")
+plot_cluster_sizes(est, y_true=y, ax=axes[0, 0])
+plot_confusion(est, y, ax=axes[0, 1])
+plot_training_history(est, ax=axes[0, 2])
+plot_clusters_2d(X, labels, ax=axes[1, 0])
+plot_clusters_2d(X, est, space="embedding", y_true=y, ax=axes[1, 1:])
 path = OUT / "quickstart_tabular.png"
 fig.savefig(path, dpi=100)
 print(f"saved the pictures to {path.resolve()}")

@@ -2,8 +2,8 @@
 
 Data-dependent limits (``n_samples >= n_clusters``), parameters that must
 agree with each other or with the data's shape, the device, and the float32
-range the network trains in. Each raises a ValueError that names the problem
-and the fix.
+range the network trains in, and whether the fit fits in memory. Each raises
+a ValueError (or :class:`FitMemoryError`) that names the problem and the fix.
 """
 
 import warnings
@@ -12,11 +12,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _memory
 from ._config import OPTIMIZERS
 from ._defaults import MLP_DEFAULTS
+from ._start import GRAPH_STARTS
 from ._stats import _STATS_CHUNK
 
-__all__ = ["check_params_vs_input", "float32_rows", "resolve_device"]
+__all__ = ["FitMemoryError", "check_memory", "check_params_vs_input", "float32_rows",
+           "resolve_device"]
+
+#: A fit may use at most this fraction of the memory still available.
+MEMORY_SAFETY_FRACTION = 0.9
+
+
+class FitMemoryError(MemoryError, ValueError):
+    """A fit whose estimated memory exceeds what is available, raised before training.
+
+    A MemoryError, and also a ValueError so that ``collectively`` (which
+    forwards ValueError and TypeError) raises it on every rank of a
+    distributed fit; the other ranks raise a MemoryError with its message.
+    """
 
 
 def float32_rows(X):
@@ -105,3 +120,61 @@ def check_params_vs_input(params, X, n_samples):
             raise ValueError(
                 f"callbacks must be skorch callbacks or (name, callback) pairs; got {cb!r}."
             )
+
+
+def _memory_fixes(config, X):
+    """What to change, for the message of :func:`check_memory`."""
+    fixes = []
+    if config.scope == "full":
+        fixes.append(f"ot_scope='bank' (solves per step over a memory bank of memory_size="
+                     f"{config.memory_size} rows instead of N×K plans over all "
+                     f"{config.n_samples:,} rows)")
+    if config.init in GRAPH_STARTS:
+        fixes.append("init='kmeans' (no spectral embedding; with ot_scope='bank' no kNN "
+                     "graph over all rows either)")
+    if config.scope == "bank":
+        fixes.append(f"a smaller memory_size/batch_size (now {config.memory_size}/"
+                     f"{config.batch_size})")
+    if X.dtype == np.float64:
+        fixes.append("float32 input (X is float64: 8 bytes per value, twice the fit's "
+                     "own float32 copy)")
+    fixes.append("fewer samples (fit on a subsample, then predict the rest)")
+    return fixes
+
+
+def _over_budget(estimate, keep, available, where):
+    """The message's first part when ``estimate`` does not fit in ``available`` bytes."""
+    need = _memory.peak_bytes(estimate, keep)
+    if available is None or need <= MEMORY_SAFETY_FRACTION * available:
+        return None
+    items = {name: b for phase in estimate.values() for name, b in phase.items()
+             if keep is None or keep(name)}
+    largest = ", ".join(f"{name} {_memory.format_bytes(items[name])}"
+                        for name in sorted(items, key=items.get, reverse=True)[:3])
+    return (f"This fit needs an estimated {_memory.format_bytes(need)} of {where} "
+            f"memory, more than {MEMORY_SAFETY_FRACTION:.0%} of the "
+            f"{_memory.format_bytes(available)} available, and would fail part-way. "
+            f"Largest items: {largest}.")
+
+
+def check_memory(config, params, X, n_local, device):
+    """Raise :class:`FitMemoryError` before training when the fit cannot fit in memory.
+
+    Compares :func:`skclust_ot._memory.estimate_fit_memory` with the host
+    memory this process may still allocate and, on a CUDA device, its
+    device-side items with the device's free memory. No check where the
+    available memory is unknown.
+    """
+    estimate = _memory.estimate_fit_memory(
+        config, config.n_samples, int(np.prod(X.shape[1:])), params.n_clusters,
+        params=params, n_local=n_local)
+    on_host = None
+    problem = None
+    if str(device).startswith("cuda"):
+        on_host = _memory.HOST_ITEMS.__contains__
+        problem = _over_budget(estimate, lambda name: not on_host(name),
+                               _memory.device_memory(device), f"{device} device")
+    problem = problem or _over_budget(estimate, on_host, _memory.available_memory(), "host")
+    if problem is not None:
+        raise FitMemoryError(f"{problem} To fit, use " + "; or ".join(_memory_fixes(config, X))
+                             + ".")

@@ -18,7 +18,7 @@ from sklearn.utils.validation import validate_data
 from torch import nn
 
 from ._builders import build_module, build_net, build_pseudo_labeler, fit_preprocessing
-from ._checks import check_params_vs_input, float32_rows, resolve_device
+from ._checks import check_memory, check_params_vs_input, float32_rows, resolve_device
 from ._config import OPTIMIZERS, draw_seed, resolve_config
 from ._inference import InferenceMixin
 from ._parallel import Shards, check_same_shape, collectively, communicator
@@ -230,6 +230,12 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     ``kl_weight=inf``), UOT (``rho0=1``, constant), POT (``kl_weight=inf``),
     P²OT (``semantic_weight=0``) and SP²OT (the default).
 
+    Before training, ``fit`` estimates its largest allocations (the
+    ``"full"`` scope's N×K plans, the kNN graph's distance buffer, the
+    spectral embedding, the memory bank) and raises a ``MemoryError``, with
+    the estimate and what to change, when they exceed 90% of the memory
+    still available (the host's; on CUDA also the device's free memory).
+
     References
     ----------
     Zhang, Ren, He. "P²OT: Progressive Partial Optimal Transport for Deep
@@ -433,7 +439,9 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         shards.collectively(check_params_vs_input, self, X, shards.n_total)
         device = shards.collectively(resolve_device, self.device)
         seed = shards.common_seed(draw_seed(self.random_state))
-        return X, shards, device, resolve_config(self, shards.n_total, seed)
+        config = resolve_config(self, shards.n_total, seed)
+        shards.collectively(check_memory, config, self, X, shards.n_local, device)
+        return X, shards, device, config
 
     def _train(self, X, shards, device, config):
         """Build every part of the fit in the recipe's order and train; (net, labeler).

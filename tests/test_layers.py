@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skclust_ot"
 # one unit each (their internal imports are checked for cycles only).
 LAYERS = [
     "__main__", "cli", "_cli_io", "demo", "plotting", "__init__", "_versions",
-    "_estimator", "_inference", "_builders", "_parallel", "_checks", "_config", "_start", "_stats",
+    "_estimator", "_inference", "_builders", "_parallel", "_checks",
+    "_memory", "_config", "_start", "_stats",
     "_defaults", "nn", "ot", "metrics", "datasets", "_sklearn_compat", "_version",
     "exceptions",
 ]

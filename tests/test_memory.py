@@ -1,0 +1,191 @@
+"""The memory estimate of a fit, and the check that stops a fit that cannot fit (#14)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skorch.callbacks import Callback
+
+from skclust_ot import SP2OTClustering, _memory
+from skclust_ot._checks import FitMemoryError, check_memory
+from skclust_ot._config import resolve_config
+from skclust_ot._memory import available_memory, estimate_fit_memory, peak_bytes
+
+FAST = {"max_epochs": 2, "random_state": 0}
+
+
+def estimate(n_samples, n_features=64, n_clusters=50, **params):
+    est = SP2OTClustering(n_clusters=n_clusters, **params)
+    config = resolve_config(est, n_samples, seed=0)
+    return estimate_fit_memory(config, n_samples, n_features, n_clusters, params=est)
+
+
+def phase_total(estimate, phase):
+    return sum(estimate[phase].values())
+
+
+def test_full_scope_training_grows_as_n_times_k():
+    kw = {"ot_scope": "full", "init": "random"}
+    base = phase_total(estimate(10_000, n_clusters=20, **kw), "training")
+    assert phase_total(estimate(40_000, n_clusters=20, **kw), "training") == pytest.approx(
+        4 * base, rel=0.01)
+    # the semantic graph S + Sᵀ grows with N only, the N×K arrays with N·K
+    no_graph = {**kw, "semantic_weight": 0.0}
+    base = phase_total(estimate(10_000, n_clusters=20, **no_graph), "training")
+    assert phase_total(estimate(10_000, n_clusters=80, **no_graph), "training") == 4 * base
+    assert phase_total(estimate(30_000, n_clusters=20, **no_graph), "training") == 3 * base
+
+
+def test_bank_scope_ot_part_does_not_grow_with_n():
+    small, large = estimate(100_000, ot_scope="bank"), estimate(10_000_000, ot_scope="bank")
+    assert small["training"] == large["training"]
+    assert small["bank kNN graph"] == large["bank kNN graph"]
+    bigger_bank = estimate(100_000, ot_scope="bank", memory_size=20_000)
+    assert phase_total(bigger_bank, "training") > 5 * phase_total(small, "training")
+    # full scope at that size: N×K plans and a kNN graph over all rows
+    full = estimate(1_000_000, ot_scope="full")
+    assert peak_bytes(full) > 10 * peak_bytes(estimate(1_000_000, ot_scope="bank"))
+
+
+def test_peak_is_the_whole_fit_plus_the_largest_phase():
+    est = estimate(20_000, ot_scope="full", init="kmeans")
+    assert set(est) == {"whole fit", "input statistics", "kNN graph", "start", "training"}
+    whole = phase_total(est, "whole fit")
+    assert peak_bytes(est) == whole + max(phase_total(est, p) for p in est if p != "whole fit")
+    assert est["kNN graph"]["kNN graph distance buffer"] == 4096 * 20_000 * 4
+
+
+_MEASURE = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    from skorch.callbacks import Callback
+    from skclust_ot import SP2OTClustering
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
+
+    def reset_peak():
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    RECORD = {}
+
+    class AtTrainBegin(Callback):
+        def on_train_begin(self, net, **kwargs):
+            RECORD["start"] = status("VmHWM")
+            RECORD["train_base"] = status("VmRSS")
+            reset_peak()
+
+    n, d, params = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+    X = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+    SP2OTClustering(n_clusters=3, max_epochs=1, init="random").fit(X[:300])  # lazy imports
+    reset_peak()
+    base = status("VmRSS")
+    SP2OTClustering(callbacks=[AtTrainBegin()], **params).fit(X)
+    print(json.dumps({"start": RECORD["start"] - base,
+                      "training": status("VmHWM") - RECORD["train_base"]}))
+''')
+
+
+def _can_measure_peaks():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return Path("/proc/self/status").exists()
+
+
+@pytest.mark.skipif(not _can_measure_peaks(), reason="needs Linux's VmHWM and clear_refs")
+def test_estimate_matches_the_measured_peak(tmp_path):
+    # full scope with the semantic term: the kNN graph's build peaks before
+    # training, the SP²OT solves (N×K plans) during it
+    n, d = 10_000, 64
+    params = {"n_clusters": 50, "ot_scope": "full", "init": "random", "max_epochs": 1,
+              "mm_max_iter": 3, "random_state": 0}
+    script = tmp_path / "measure.py"
+    script.write_text(_MEASURE, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script), str(n), str(d), json.dumps(params)],
+                         capture_output=True, text=True, check=True, timeout=300)
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    est = estimate(n, n_features=d, **{k: v for k, v in params.items() if k != "n_clusters"})
+    before_training = peak_bytes({p: items for p, items in est.items() if p != "training"})
+    for name, predicted in (("start", before_training),
+                            ("training", phase_total(est, "training"))):
+        ratio = measured[name] / predicted
+        assert 0.3 <= ratio <= 3.0, (name, measured[name], predicted)
+
+
+EVENTS = []
+
+
+class RecordEpochs(Callback):
+    def on_train_begin(self, net, **kwargs):
+        EVENTS.append("train")
+
+    def on_epoch_begin(self, net, **kwargs):
+        EVENTS.append("epoch")
+
+
+@pytest.mark.parametrize("scope, fix", [("full", "ot_scope='bank'"),
+                                        ("bank", "a smaller memory_size/batch_size")])
+def test_fit_that_cannot_fit_fails_before_training(monkeypatch, scope, fix):
+    monkeypatch.setattr(_memory, "available_memory", lambda: 1_000_000)
+    EVENTS.clear()
+    X = np.random.default_rng(0).normal(size=(2000, 8))
+    est = SP2OTClustering(n_clusters=4, ot_scope=scope, callbacks=[RecordEpochs()], **FAST)
+    start = time.perf_counter()
+    with pytest.raises(FitMemoryError) as info:
+        est.fit(X)
+    assert time.perf_counter() - start < 5
+    assert EVENTS == []  # no training began
+    assert not hasattr(est, "n_features_in_")
+    message = str(info.value)
+    assert "needs an estimated" in message and "MB" in message
+    assert "1.0 MB available" in message and fix in message
+    assert "float32 input" in message and "fewer samples" in message
+    # a MemoryError, and a ValueError that collectively() raises on every rank
+    assert isinstance(info.value, MemoryError) and isinstance(info.value, ValueError)
+
+
+def test_device_side_items_are_compared_with_the_devices_memory(monkeypatch):
+    monkeypatch.setattr(_memory, "available_memory", lambda: 10**15)
+    monkeypatch.setattr(_memory, "device_memory", lambda device: 1_000_000)
+    est = SP2OTClustering(n_clusters=4, ot_scope="full")
+    X = np.zeros((2000, 8), dtype=np.float32)
+    config = resolve_config(est, 2000, seed=0)
+    check_memory(config, est, X, 2000, "cpu")  # the host has room
+    with pytest.raises(FitMemoryError, match="cuda device memory"):
+        check_memory(config, est, X, 2000, "cuda")
+
+
+def test_available_memory_is_a_positive_int_or_none():
+    available = available_memory()
+    assert available is None or (isinstance(available, int) and available > 0)
+
+
+def test_available_memory_takes_the_lower_cgroup_limit(monkeypatch):
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: 10 * 2**30)
+    values = {"/sys/fs/cgroup/memory.max": 4 * 2**30,
+              "/sys/fs/cgroup/memory.current": 2**30}
+    monkeypatch.setattr(_memory, "_read_int", values.get)
+    assert available_memory() == 3 * 2**30
+    monkeypatch.setattr(_memory, "_read_int", lambda path: None)  # "max" or no cgroup
+    assert available_memory() == 10 * 2**30
+    monkeypatch.setattr(_memory, "_meminfo_available", lambda: None)
+    assert available_memory() is None
+
+
+def test_normal_fit_is_not_blocked(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    est = SP2OTClustering(n_clusters=3, **FAST).fit(X)
+    assert est.labels_.shape == (300,)
+    # and no check where the available memory is unknown
+    monkeypatch.setattr(_memory, "available_memory", lambda: None)
+    check_memory(resolve_config(est, 10**9, seed=0), est, X, 10**9, "cpu")

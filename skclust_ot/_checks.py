@@ -90,7 +90,7 @@ def check_params_vs_input(params, X, n_samples):
             f"encoder={params.encoder!r} is a class but not a torch.nn.Module subclass; "
             "pass 'mlp', 'identity', a torch.nn.Module subclass or an instance."
         )
-    if not not isinstance(params.encoder, str) and X.ndim != 2:
+    if isinstance(params.encoder, str) and X.ndim != 2:
         raise ValueError(
             f"encoder={params.encoder!r} expects 2-D input, got {X.ndim}-D; pass a "
             "custom torch.nn.Module encoder for images or other shapes."

@@ -1,11 +1,14 @@
 """Tests of the sparse kNN semantic graph."""
 
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from skclust_ot.ot import knn_graph
+from skclust_ot.ot import _graph, knn_graph
 
 
 def brute_force_knn(features, n_neighbors):
@@ -123,3 +126,142 @@ def test_cuda_matches_cpu():
     assert graph_gpu.is_cuda
     assert torch.equal(graph_gpu.indices().cpu(), graph_cpu.indices())
     torch.testing.assert_close(graph_gpu.values().cpu(), graph_cpu.values())
+
+
+# --------------------------------------------------------------------------- approximate
+needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
+                                 reason="needs faiss (the scale extra)")
+
+
+def clustered(n=4000, d=64, n_clusters=12, seed=0, dtype=np.float32):
+    """Long-tailed clusters of low intrinsic dimension (8-d latent + noise)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.maximum(1, (n / np.arange(1, n_clusters + 1) / np.sum(
+        1 / np.arange(1, n_clusters + 1))).astype(int))
+    sizes[0] += n - sizes.sum()
+    parts = [rng.normal(size=d) * 2 + rng.normal(size=(s, 8)) @ rng.normal(size=(8, d)) * 0.5
+             + rng.normal(scale=0.1, size=(s, d)) for s in sizes]
+    return torch.from_numpy(np.concatenate(parts)[rng.permutation(n)].astype(dtype))
+
+
+def neighbour_sets(graph):
+    rows, cols = graph.indices().tolist()
+    out = [set() for _ in range(graph.shape[0])]
+    for i, j in zip(rows, cols):
+        out[i].add(j)
+    return out
+
+
+@needs_faiss
+@pytest.mark.parametrize("n_neighbors", [10, 20])
+def test_approximate_recall_against_exact(n_neighbors):
+    features = clustered()
+    approx = knn_graph(features, n_neighbors, method="approximate", random_state=0)
+    exact = knn_graph(features, n_neighbors, method="exact")
+    hits = sum(len(a & b) for a, b in zip(neighbour_sets(approx), neighbour_sets(exact)))
+    assert hits / (features.shape[0] * n_neighbors) >= 0.9
+
+
+@needs_faiss
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_approximate_format_and_weights(dtype):
+    features = clustered(n=1500, d=16, dtype=dtype)
+    n, d, sigma = features.shape[0], features.shape[1], 1.5
+    graph = knn_graph(features, 7, sigma=sigma, method="approximate", random_state=3)
+    assert graph.is_sparse and graph.is_coalesced() and graph.shape == (n, n)
+    assert graph.dtype == features.dtype and graph.device == features.device
+    rows, cols = graph.indices()
+    assert (rows != cols).all()
+    assert torch.bincount(rows, minlength=n).eq(7).all()
+    sq = ((features[rows].double() - features[cols].double()) ** 2).sum(dim=1)
+    expected = torch.exp(-sq / (2 * sigma**2 * d)).to(features.dtype)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    torch.testing.assert_close(graph.values(), expected, rtol=rtol, atol=1e-7)
+
+
+@needs_faiss
+def test_approximate_duplicates_and_few_samples():
+    base = clustered(n=300, d=8)
+    graph = knn_graph(torch.cat([base, base]), 5, method="approximate", random_state=0)
+    rows, cols = graph.indices()
+    assert (rows != cols).all() and torch.bincount(rows, minlength=600).eq(5).all()
+    small = knn_graph(torch.randn(5, 4), 20, method="approximate", random_state=0)
+    assert small._nnz() == 5 * 4 and (small.indices()[0] != small.indices()[1]).all()
+    single = knn_graph(torch.randn(1, 4), 20, method="approximate", random_state=0)
+    assert single.shape == (1, 1) and single._nnz() == 0
+
+
+@needs_faiss
+def test_approximate_fills_short_rows_exactly(monkeypatch):
+    # one probed list of about 40 points cannot give 60 neighbours: exact fallback
+    monkeypatch.setattr(_graph, "_N_PROBE", 1)
+    features = clustered(n=400, d=8)
+    graph = knn_graph(features, 60, method="approximate", random_state=0)
+    rows, cols = graph.indices()
+    assert (rows != cols).all() and (cols >= 0).all()
+    assert torch.bincount(rows, minlength=400).eq(60).all()
+
+
+@needs_faiss
+def test_approximate_is_deterministic():
+    features = clustered(n=3000, d=32)
+    first = knn_graph(features, 10, method="approximate", random_state=7)
+    second = knn_graph(features, 10, method="approximate", random_state=7)
+    assert torch.equal(first.indices(), second.indices())
+    assert torch.equal(first.values(), second.values())
+    rng_a = knn_graph(features, 10, method="approximate",
+                      random_state=np.random.RandomState(1))
+    rng_b = knn_graph(features, 10, method="approximate",
+                      random_state=np.random.RandomState(1))
+    assert torch.equal(rng_a.indices(), rng_b.indices())
+
+
+def test_auto_is_exact_below_the_threshold(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("approximate path used")
+
+    monkeypatch.setattr(_graph, "_approximate_neighbours", fail)
+    features = clustered(n=500, d=8)
+    assert _graph.AUTO_EXACT_MAX_SAMPLES >= 10_000
+    auto = knn_graph(features, 5)
+    assert torch.equal(auto.indices(), knn_graph(features, 5, method="exact").indices())
+    knn_graph(torch.randn(3, 2), 5, method="auto")  # tiny input
+
+
+def test_auto_above_the_threshold(monkeypatch):
+    calls = []
+    real = _graph._approximate_neighbours
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_graph, "_approximate_neighbours", spy)
+    monkeypatch.setattr(_graph, "AUTO_EXACT_MAX_SAMPLES", 100)
+    features = clustered(n=500, d=8)
+    if importlib.util.find_spec("faiss") is not None:
+        knn_graph(features, 5, random_state=0)
+        assert calls == [(500, 8)]
+    monkeypatch.setitem(sys.modules, "faiss", None)  # not installed: auto falls back to exact
+    calls.clear()
+    graph = knn_graph(features, 5)
+    assert calls == []
+    assert torch.equal(graph.indices(), knn_graph(features, 5, method="exact").indices())
+
+
+def test_approximate_without_faiss_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
+    with pytest.raises(ImportError, match=r"skclust_ot\[scale\].*faiss-cpu"):
+        knn_graph(torch.randn(50, 3), 5, method="approximate")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="annoy"), "method"),
+    (dict(method="approximate", random_state=-1), "random_state"),
+    (dict(method="approximate", random_state=1.5), "random_state"),
+])
+def test_invalid_method_and_random_state(kwargs, match):
+    if kwargs.get("method") == "approximate" and importlib.util.find_spec("faiss") is None:
+        pytest.skip("needs faiss (the scale extra)")
+    with pytest.raises(ValueError, match=match):
+        knn_graph(torch.randn(20, 3), 5, **kwargs)

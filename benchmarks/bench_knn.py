@@ -362,7 +362,7 @@ def _tables(table, sweep_table):
 
 def _document(table, sweep_table):
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    return (f"# kNN graph benchmark\n\n"
+    return (f"---\norphan: true\n---\n\n# kNN graph benchmark\n\n"
             f"`python benchmarks/bench_knn.py` on {datetime.date.today()}, {machine}, "
             f"{THREADS} threads.\n\n" + _tables(table, sweep_table) + "\n")
 

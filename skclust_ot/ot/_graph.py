@@ -29,7 +29,7 @@ _EXTRA_HINT = ("pip install 'skclust_ot[scale]' (or: pip install faiss-cpu)")
 @torch.no_grad()
 def knn_graph(features, n_neighbors=20, *, sigma=2.0, chunk_size=4096, method="auto",
               random_state=None):
-    r"""k-nearest-neighbour graph as a sparse N×N tensor, exact or approximate.
+    r"""Sparse N×N k-nearest-neighbour graph, exact or approximate.
 
     Parameters
     ----------

@@ -324,6 +324,7 @@ def test_public_api():
             "matched_f1_score",
             "head_medium_tail_accuracy",
             "clustering_report",
+            "embedding_silhouette_score",
         ]
     )
     for name in metrics.__all__:

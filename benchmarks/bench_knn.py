@@ -292,7 +292,7 @@ def run(methods, cases, ks, runs, nprobe, n):
                         notes=records[-1]["notes"])
                 print(json.dumps(entry), flush=True)
                 results = [r for r in results if not (
-                    r["method"] == entry["method"] and r["case"] == case and r["k"] == k
+                    r["method"] == entry["method"] and r.get("case") == case and r["k"] == k
                     and r["n"] == entry["n"] and r.get("nprobe") == entry["nprobe"])]
                 results.append(entry)
                 save_results(results)

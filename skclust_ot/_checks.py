@@ -167,7 +167,7 @@ def check_memory(config, params, X, n_local, device):
     """
     estimate = _memory.estimate_fit_memory(
         config, config.n_samples, int(np.prod(X.shape[1:])), params.n_clusters,
-        params=params, n_local=n_local)
+        params=params, n_local=n_local, device=device)
     on_host = None
     problem = None
     if str(device).startswith("cuda"):

@@ -461,7 +461,8 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         graph = None
         if config.build_graph:
             with progress(f"kNN graph ({config.graph_neighbors} neighbours)"):
-                graph = knn_graph(features, config.graph_neighbors, sigma=self.sigma).coalesce()
+                graph = knn_graph(features, config.graph_neighbors, sigma=self.sigma,
+                                  random_state=config.seed).coalesce()
         with progress(f"start: {config.init} partition"):
             partition = STARTS[config.init](StartData(features, graph), self.n_clusters,
                                             config.seed)

@@ -8,6 +8,7 @@ allocates (the comments name it); allocations that are O(N + K), or bounded
 by a constant such as ``INIT_MAX_ROWS``, are left out.
 """
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from . import _defaults as defaults
 from ._start import GRAPH_STARTS
 from ._stats import _STATS_CHUNK
+from .ot._graph import AUTO_EXACT_MAX_SAMPLES
 
 __all__ = ["HOST_ITEMS", "available_memory", "device_memory", "estimate_fit_memory",
            "format_bytes", "network_parameters", "peak_bytes"]
@@ -66,13 +68,32 @@ def network_parameters(params, n_features):
     return n_params + head_in * params.n_clusters  # + the cosine head
 
 
-def _knn_items(n_rows, n_neighbors, what):
-    """``knn_graph`` over ``n_rows`` rows: its distance buffer and its build's edges."""
+def _knn_items(n_rows, n_neighbors, what, n_features, device="cpu"):
+    """``knn_graph`` over ``n_rows`` rows, by the method its ``"auto"`` picks.
+
+    Exact: its distance buffer and its build's edges. Approximate (faiss,
+    CPU, above ``AUTO_EXACT_MAX_SAMPLES`` rows): the float32 copy the index
+    is built from, the index's own copy of the vectors, the (N, k) results
+    (int64 labels, float32 distances) and the build's edges.
+    """
     k = min(n_neighbors, n_rows - 1)
+    if _approximate_graph(n_rows, device):
+        return {
+            f"{what} index vectors (approximate)": 2 * n_rows * n_features * _F32,
+            f"{what} search results": n_rows * k * (_I64 + _F32),
+            f"{what} edges while built": n_rows * k * _EDGE_BUILD,
+        }
     return {
         f"{what} distance buffer": min(_KNN_CHUNK, n_rows) * n_rows * _F32,
         f"{what} edges while built": n_rows * k * _EDGE_BUILD,
     }
+
+
+def _approximate_graph(n_rows, device):
+    """Whether ``knn_graph(method="auto")`` takes its approximate path here."""
+    if torch.device(device).type != "cpu" or n_rows <= AUTO_EXACT_MAX_SAMPLES:
+        return False
+    return importlib.util.find_spec("faiss") is not None
 
 
 def _statistics_phase(params, n_samples, n_features):
@@ -87,14 +108,15 @@ def _statistics_phase(params, n_samples, n_features):
     return {"input statistics": items}
 
 
-def _start_phases(config, params, n_samples, n_features, n_clusters):
+def _start_phases(config, params, n_samples, n_features, n_clusters, device="cpu"):
     """The kNN graph's build, then the start strategy, each with the scaled rows."""
     n, d, K = n_samples, n_features, n_clusters
     # Standardize: one temporary per call, a second for the robust clipping
     scaled = {"scaled copy of X": n * d * _F32 * (2 if params.standardize == "robust" else 1)}
     phases = {}
     if config.build_graph:
-        phases["kNN graph"] = {**scaled, **_knn_items(n, config.graph_neighbors, "kNN graph")}
+        phases["kNN graph"] = {**scaled, **_knn_items(n, config.graph_neighbors, "kNN graph",
+                                                       d, device)}
     start = dict(scaled)
     if config.init in GRAPH_STARTS:
         # sklearn's spectral_embedding: ARPACK's Lanczos basis (ncv vectors),
@@ -121,7 +143,8 @@ def _solver_items(n_rows, n_clusters, semantic, n_neighbors, what):
     return items
 
 
-def _training_phases(config, params, n_local, n_features, n_clusters, n_views):
+def _training_phases(config, params, n_local, n_features, n_clusters, n_views,
+                     device="cpu"):
     """What training holds: the full-scope plans and a solve, or the bank and its graph."""
     K, k = n_clusters, params.n_neighbors
     if config.scope == "full":
@@ -140,12 +163,13 @@ def _training_phases(config, params, n_local, n_features, n_clusters, n_views):
         bank["bank kNN graph (kept)"] = rows * min(k, rows - 1) * _EDGE
     phases = {"training": {**bank, **_solver_items(rows, K, semantic, k, "bank")}}
     if semantic:
-        phases["bank kNN graph"] = {**bank, **_knn_items(rows, k, "bank kNN graph")}
+        phases["bank kNN graph"] = {**bank, **_knn_items(rows, k, "bank kNN graph", n_features,
+                                                         device)}
     return phases
 
 
 def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
-                        n_local=None, n_views=2):
+                        n_local=None, n_views=2, device="cpu"):
     """The big allocations of a fit, in bytes, by the phase in which they live.
 
     Parameters
@@ -163,6 +187,9 @@ def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
         This rank's rows (distributed fits); None: ``n_samples``.
     n_views : int, default=2
         Training views (one plan or bank each).
+    device : str, default="cpu"
+        The fit's device: the kNN graph is exact off the CPU, approximate on
+        it above ``AUTO_EXACT_MAX_SAMPLES`` rows when faiss is installed.
 
     Returns
     -------
@@ -185,8 +212,8 @@ def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
     return {
         "whole fit": whole,
         **_statistics_phase(params, n_samples, n_features),
-        **_start_phases(config, params, n_samples, n_features, n_clusters),
-        **_training_phases(config, params, n_local, n_features, n_clusters, n_views),
+        **_start_phases(config, params, n_samples, n_features, n_clusters, device),
+        **_training_phases(config, params, n_local, n_features, n_clusters, n_views, device),
     }
 
 

@@ -41,7 +41,10 @@ def test_full_scope_training_grows_as_n_times_k():
     assert phase_total(estimate(30_000, n_clusters=20, **no_graph), "training") == 3 * base
 
 
-def test_bank_scope_ot_part_does_not_grow_with_n():
+def test_bank_scope_ot_part_does_not_grow_with_n(monkeypatch):
+    import skclust_ot._memory as memory
+
+    monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: False)
     small, large = estimate(100_000, ot_scope="bank"), estimate(10_000_000, ot_scope="bank")
     assert small["training"] == large["training"]
     assert small["bank kNN graph"] == large["bank kNN graph"]
@@ -189,3 +192,19 @@ def test_normal_fit_is_not_blocked(monkeypatch):
     # and no check where the available memory is unknown
     monkeypatch.setattr(_memory, "available_memory", lambda: None)
     check_memory(resolve_config(est, 10**9, seed=0), est, X, 10**9, "cpu")
+
+
+def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
+    import skclust_ot._memory as memory
+
+    monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: False)
+    exact = estimate(1_000_000, ot_scope="full")["kNN graph"]
+    monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: True)
+    approximate = estimate(1_000_000, ot_scope="full")["kNN graph"]
+    assert "kNN graph distance buffer" in exact
+    assert "kNN graph distance buffer" not in approximate
+    assert sum(approximate.values()) < sum(exact.values()) / 5
+    # the rule itself: exact up to the threshold and off the CPU
+    monkeypatch.undo()
+    assert not memory._approximate_graph(memory.AUTO_EXACT_MAX_SAMPLES, "cpu")
+    assert not memory._approximate_graph(10 * memory.AUTO_EXACT_MAX_SAMPLES, "cuda")

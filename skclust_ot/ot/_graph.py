@@ -183,8 +183,8 @@ def _import_faiss():
 
 def _seed(random_state):
     """An int seed in [0, 2**31 - 1) from an int, a NumPy generator or None."""
-    if random_state is None:
-        return int(np.random.randint(2**31 - 1))
+    if random_state is None:  # fresh entropy; numpy's global state is not touched
+        return int(np.random.default_rng().integers(2**31 - 1))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(2**31 - 1))
     if isinstance(random_state, np.random.Generator):

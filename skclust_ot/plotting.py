@@ -417,6 +417,44 @@ def _scatter_groups(ax, points, labels, colour_of, legend_title):
         ax.legend(title=legend_title, fontsize="small", markerscale=1.5, **_OUTSIDE_RIGHT)
 
 
+def _coordinates(X, space, estimator):
+    """2-D points, axis names and a title for ``space`` "input" or "embedding"."""
+    if space == "embedding":
+        if estimator is None:
+            raise ValueError(
+                "space='embedding' needs the fitted estimator as labels "
+                "(e.g. plot_clusters_2d(X, est, space='embedding'))."
+            )
+        points, share = _project(_embedding(estimator, X))
+        prefix, title = "embedding PC", "learned embedding"
+    else:
+        points, share = _project(X)
+        prefix, title = "PC", "2-D view"
+    if share is not None:
+        axis_names = [f"{prefix} {i + 1} ({share[i]:.0f}% of variance)" for i in range(2)]
+    else:  # two columns or fewer, drawn as they are
+        axis_names = [f"{'feature' if space == 'input' else 'embedding'} {i}" for i in range(2)]
+    return points, axis_names, title
+
+
+def _group_colours(labels, y_true):
+    """Colours of the clusters and, with ``y_true``, of the classes (each its cluster's)."""
+    noise = _is_noise(labels)
+    clusters = np.unique(labels[~noise]).tolist()
+    if y_true is None:
+        return dict(zip(clusters, _palette(len(clusters)))), None
+    from skclust_ot.metrics import match_labels
+
+    # each class in the colour of the cluster matched to it (-1 is no cluster)
+    mapping = match_labels(y_true[~noise], labels[~noise]) if (~noise).any() else {}
+    unmatched = [c for c in np.unique(y_true).tolist() if c not in mapping.values()]
+    colours = _palette(len(clusters) + len(unmatched))
+    colour_of = dict(zip(clusters, colours))
+    class_colour = {cls: colour_of[cluster] for cluster, cls in mapping.items()}
+    class_colour.update(zip(unmatched, colours[len(clusters):]))
+    return colour_of, class_colour
+
+
 def plot_clusters_2d(X, labels, ax=None, *, space="input", y_true=None):
     """Scatter of the data, or of its learned embedding, on two axes.
 
@@ -507,22 +545,7 @@ def plot_clusters_2d(X, labels, ax=None, *, space="input", y_true=None):
             )
 
     if isinstance(space, str):
-        if space == "embedding":
-            if estimator is None:
-                raise ValueError(
-                    "space='embedding' needs the fitted estimator as labels "
-                    "(e.g. plot_clusters_2d(X, est, space='embedding'))."
-                )
-            points, share = _project(_embedding(estimator, X))
-            prefix, title = "embedding PC", "learned embedding"
-        else:
-            points, share = _project(X)
-            prefix, title = "PC", "2-D view"
-        if share is not None:
-            axis_names = [f"{prefix} {i + 1} ({share[i]:.0f}% of variance)" for i in range(2)]
-        else:  # two columns or fewer, drawn as they are
-            axis_names = [f"{'feature' if space == 'input' else 'embedding'} {i}"
-                          for i in range(2)]
+        points, axis_names, title = _coordinates(X, space, estimator)
     else:
         points, axis_names, title = projection, ["dimension 1", "dimension 2"], "2-D view"
 
@@ -538,20 +561,7 @@ def plot_clusters_2d(X, labels, ax=None, *, space="input", y_true=None):
                 f"got {len(panels)}."
             )
 
-    noise = _is_noise(labels)
-    clusters = np.unique(labels[~noise]).tolist()
-    if y_true is None:
-        colour_of = dict(zip(clusters, _palette(len(clusters))))
-    else:
-        from skclust_ot.metrics import match_labels
-
-        # each class in the colour of the cluster matched to it (-1 is no cluster)
-        mapping = match_labels(y_true[~noise], labels[~noise]) if (~noise).any() else {}
-        unmatched = [c for c in np.unique(y_true).tolist() if c not in mapping.values()]
-        colours = _palette(len(clusters) + len(unmatched))
-        colour_of = dict(zip(clusters, colours))
-        class_colour = {cls: colour_of[cluster] for cluster, cls in mapping.items()}
-        class_colour.update(zip(unmatched, colours[len(clusters):]))
+    colour_of, class_colour = _group_colours(labels, y_true)
     _scatter_groups(panels[0], points, labels, colour_of, "cluster (size)")
     panels[0].set_title(f"Clusters, {title}")
     if y_true is not None:

@@ -8,7 +8,6 @@ allocates (the comments name it); allocations that are O(N + K), or bounded
 by a constant such as ``INIT_MAX_ROWS``, are left out.
 """
 
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 from . import _defaults as defaults
 from ._start import GRAPH_STARTS
 from ._stats import _STATS_CHUNK
-from .ot._graph import AUTO_EXACT_MAX_SAMPLES
+from .ot._graph import auto_method
 
 __all__ = ["HOST_ITEMS", "available_memory", "device_memory", "estimate_fit_memory",
            "format_bytes", "network_parameters", "peak_bytes"]
@@ -91,9 +90,7 @@ def _knn_items(n_rows, n_neighbors, what, n_features, device="cpu"):
 
 def _approximate_graph(n_rows, device):
     """Whether ``knn_graph(method="auto")`` takes its approximate path here."""
-    if torch.device(device).type != "cpu" or n_rows <= AUTO_EXACT_MAX_SAMPLES:
-        return False
-    return importlib.util.find_spec("faiss") is not None
+    return auto_method(n_rows, device) == "approximate"
 
 
 def _statistics_phase(params, n_samples, n_features):

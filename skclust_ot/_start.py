@@ -99,15 +99,8 @@ def kmeans_labels(features, n_clusters, seed):
         return km.fit_predict(data)
 
 
-def spectral_embedding(graph, n_components, seed):
-    """Spectral embedding of the symmetrized kNN connectivity graph.
-
-    The ``n_components`` leading eigenvectors of the normalized graph
-    Laplacian (:func:`sklearn.manifold.spectral_embedding`), as spectral
-    clustering uses them; only the graph's edges count, not its weights.
-    """
-    n_samples = graph.shape[0]
-    rows, cols = graph.indices().cpu().numpy()
+def _connectivity_embedding(rows, cols, n_samples, n_components, seed):
+    """Spectral embedding of the symmetrized 0/1 graph with edges ``rows -> cols``."""
     adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)),
                               shape=(n_samples, n_samples))
     adjacency = 0.5 * (adjacency + adjacency.T)
@@ -116,6 +109,17 @@ def spectral_embedding(graph, n_components, seed):
         warnings.simplefilter("ignore", UserWarning)
         return _sk_spectral_embedding(adjacency, n_components=n_components,
                                       drop_first=False, random_state=seed)
+
+
+def spectral_embedding(graph, n_components, seed):
+    """Spectral embedding of the symmetrized kNN connectivity graph.
+
+    The ``n_components`` leading eigenvectors of the normalized graph
+    Laplacian (:func:`sklearn.manifold.spectral_embedding`), as spectral
+    clustering uses them; only the graph's edges count, not its weights.
+    """
+    rows, cols = graph.indices().cpu().numpy()
+    return _connectivity_embedding(rows, cols, graph.shape[0], n_components, seed)
 
 
 def kmeans_start(data, n_clusters, seed):
@@ -170,13 +174,7 @@ def restrict_graph(graph, n_neighbors):
 def _spectral_candidate(neighbors, n_clusters, seed):
     n_samples, k = neighbors.shape
     rows = np.repeat(np.arange(n_samples), k)
-    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, neighbors.reshape(-1))),
-                              shape=(n_samples, n_samples))
-    adjacency = 0.5 * (adjacency + adjacency.T)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        embedding = _sk_spectral_embedding(adjacency, n_components=n_clusters,
-                                           drop_first=False, random_state=seed)
+    embedding = _connectivity_embedding(rows, neighbors.reshape(-1), n_samples, n_clusters, seed)
     labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)
     return StartPartition(labels, embedding)
 

@@ -48,9 +48,9 @@ class OutlierWarning(UserWarning):
     """
 
 
-_INTERNAL_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (sklearn,)
-) + (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+# warnings skip the frames of skclust_ot and of scikit-learn (fit's wrappers)
+_INTERNAL_DIRS = tuple(os.path.dirname(os.path.abspath(path)) + os.sep
+                       for path in (sklearn.__file__, __file__))
 
 
 def _external_stacklevel():

@@ -55,6 +55,17 @@ def test_example_runs(example, tmp_path):
         assert pictures, f"{example.name} saved no picture in SKCLUST_OT_EXAMPLE_OUT"
 
 
+def _run_at_own_settings(name, tmp_path):
+    """Run an example as a reader would (not the fast mode); its finished process."""
+    env = {**os.environ, "SKCLUST_OT_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("SKCLUST_OT_EXAMPLE_FAST", None)
+    result = subprocess.run([sys.executable, str(EXAMPLES_DIR / name)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def _scores(stdout, name):
     """(balanced accuracy, macro-F1) the quick start prints for a method."""
     import re
@@ -67,13 +78,7 @@ def _scores(stdout, name):
 
 def test_quickstart_headline_is_at_or_above_kmeans(tmp_path):
     """The quick start's claim, at its own settings (not the fast mode)."""
-    example = EXAMPLES_DIR / "plot_quickstart_tabular.py"
-    env = {**os.environ, "SKCLUST_OT_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("SKCLUST_OT_EXAMPLE_FAST", None)
-    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _run_at_own_settings("plot_quickstart_tabular.py", tmp_path)
     ours, kmeans = _scores(result.stdout, "SP2OTClustering"), _scores(result.stdout, "KMeans")
     assert ours[0] >= kmeans[0] and ours[1] >= kmeans[1], (ours, kmeans)
 
@@ -83,13 +88,7 @@ def test_gridsearch_grid_changes_the_result_and_silhouette_picks_the_best(tmp_pa
     differ (held-out ARI), and the label-free silhouette picks the best of them."""
     import re
 
-    example = EXAMPLES_DIR / "plot_pipeline_gridsearch.py"
-    env = {**os.environ, "SKCLUST_OT_EXAMPLE_OUT": str(tmp_path), "MPLBACKEND": "Agg",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("SKCLUST_OT_EXAMPLE_FAST", None)
-    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = _run_at_own_settings("plot_pipeline_gridsearch.py", tmp_path)
     rows = re.findall(r"^silhouette ([-0-9.]+)\s+ARI ([-0-9.]+)", result.stdout, flags=re.M)
     assert len(rows) == 4, result.stdout
     ari = [float(a) for _, a in rows]

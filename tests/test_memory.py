@@ -206,5 +206,7 @@ def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
     assert sum(approximate.values()) < sum(exact.values()) / 5
     # the rule itself: exact up to the threshold and off the CPU
     monkeypatch.undo()
-    assert not memory._approximate_graph(memory.AUTO_EXACT_MAX_SAMPLES, "cpu")
-    assert not memory._approximate_graph(10 * memory.AUTO_EXACT_MAX_SAMPLES, "cuda")
+    from skclust_ot.ot._graph import AUTO_EXACT_MAX_SAMPLES
+
+    assert not memory._approximate_graph(AUTO_EXACT_MAX_SAMPLES, "cpu")
+    assert not memory._approximate_graph(10 * AUTO_EXACT_MAX_SAMPLES, "cuda")

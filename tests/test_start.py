@@ -283,7 +283,9 @@ def test_one_convergence_warning_class_for_solver_and_estimator():
     assert skclust_ot.ot.ConvergenceWarning is ConvergenceWarning
     assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
     cost = torch.rand(50, 4, dtype=torch.float64) * 20
-    with warnings.catch_warnings():
+    with pytest.warns(ConvergenceWarning):  # it does warn ...
+        p2ot(cost, 0.5, epsilon=0.01, max_iter=2)
+    with warnings.catch_warnings():  # ... and scikit-learn's class silences it
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", SklearnConvergenceWarning)  # scikit-learn's class
         p2ot(cost, 0.5, epsilon=0.01, max_iter=2)  # stops short, warns: silenced

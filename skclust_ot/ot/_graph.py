@@ -161,7 +161,16 @@ def knn_graph(features, n_neighbors=20, *, sigma=2.0, chunk_size=4096, method="a
 
 
 def _auto_method(features):
-    if features.device.type != "cpu" or features.shape[0] <= AUTO_EXACT_MAX_SAMPLES:
+    return auto_method(features.shape[0], features.device)
+
+
+def auto_method(n_samples, device):
+    """What ``knn_graph(method="auto")`` does for ``n_samples`` rows on ``device``.
+
+    ``"exact"`` off the CPU and up to ``AUTO_EXACT_MAX_SAMPLES`` rows, else
+    ``"approximate"`` when faiss imports, else ``"exact"``.
+    """
+    if torch.device(device).type != "cpu" or n_samples <= AUTO_EXACT_MAX_SAMPLES:
         return "exact"
     try:
         _import_faiss()

@@ -211,6 +211,6 @@ def build_net(params, config, module, labeler, preprocessing, shards, device, *,
         neighbors=neighbors,
         neighbor_data=neighbor_data,
         device=device,
-        **shards.net_kwargs(config.batch_size, config.seed, params.verbose),
+        **shards.net_kwargs(config.batch_size, config.seed, params.verbose, config.epoch_rows),
         **config.optimizer_kwargs,
     )

@@ -43,9 +43,19 @@ class FitConfig:
         Whether the exact kNN graph of all rows is built (the start, the
         semantic term or the neighbour views need it).
     graph_neighbors : int
-        Neighbours per row of that graph: ``n_neighbors``, or more when the
-        start compares several graph sizes (the semantic term and the
-        neighbour views then use the ``n_neighbors`` nearest).
+        Neighbours per row of the graph of all rows: ``n_neighbors``, or
+        ``start_neighbors`` when that graph also serves the start (the
+        semantic term and the neighbour views then use the ``n_neighbors``
+        nearest).
+    start_neighbors : int
+        Neighbours per row of the start's graph: ``n_neighbors``, or more
+        when the start compares several graph sizes.
+    start_rows : int or None
+        Rows of the landmark sample a graph-aware start runs on (its own
+        exact kNN graph), or None when the start sees every row.
+    epoch_rows : int
+        Rows trained on per epoch (a fresh random subset of this size when
+        it is below ``n_samples``).
     semantic : {"global", "bank"} or None
         Where the semantic term's graph comes from: the global kNN graph
         (full scope), graphs built inside each memory bank, or no semantic
@@ -67,10 +77,13 @@ class FitConfig:
     use_neighbors: bool
     build_graph: bool
     graph_neighbors: int
+    start_neighbors: int
     batch_size: int
+    epoch_rows: int
     memory_size: int
     optimizer: type
     semantic: str = None
+    start_rows: int = None
     optimizer_kwargs: dict = field(default_factory=dict)
 
 
@@ -84,15 +97,15 @@ def draw_seed(random_state):
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _resolve_scope(ot_scope, n_samples):
-    if ot_scope != "auto":
-        return ot_scope
-    return "full" if n_samples <= defaults.FULL_SCOPE_MAX_SAMPLES else "bank"
+def _resolve_scope(ot_scope):
+    # One solve over all rows per epoch costs O(N K) per iteration: at any N
+    # it is far cheaper than one bank solve per step (docs/scale_benchmark.md).
+    return "full" if ot_scope == "auto" else ot_scope
 
 
 def _resolve_init(init, n_samples, n_clusters):
     if init == "auto":
-        init = "spectral" if n_samples <= defaults.SPECTRAL_START_MAX_SAMPLES else "kmeans"
+        init = "spectral"
     if init in GRAPH_STARTS and n_samples < (2 * n_clusters
                                              + defaults.SPECTRAL_START_MIN_EXTRA_SAMPLES):
         # too few samples for a meaningful kNN-graph eigenproblem
@@ -116,16 +129,22 @@ def resolve_config(params, n_samples, seed):
     -------
     config : FitConfig
     """
-    scope = _resolve_scope(params.ot_scope, n_samples)
+    scope = _resolve_scope(params.ot_scope)
     init = _resolve_init(params.init, n_samples, params.n_clusters)
     use_neighbors = params.neighbor_views > 0 and scope == "full" and n_samples > 1
-    # One exact kNN graph (the O(N²d) step) serves the graph-aware start and,
-    # in the full-data scope, the semantic term and the neighbour views.
-    build_graph = init in GRAPH_STARTS or (
+    start_rows = None
+    if init in GRAPH_STARTS and n_samples > defaults.GRAPH_START_MAX_ROWS:
+        start_rows = defaults.GRAPH_START_MAX_ROWS  # landmarks with a graph of their own
+    # One kNN graph of all rows serves the graph-aware start (unless it runs
+    # on landmarks) and, in the full-data scope, the semantic term and the
+    # neighbour views.
+    build_graph = (init in GRAPH_STARTS and start_rows is None) or (
         scope == "full" and (params.semantic_weight > 0 or use_neighbors))
-    graph_neighbors = params.n_neighbors
+    start_neighbors = params.n_neighbors
     if init == "consensus":
-        graph_neighbors = max(graph_neighbors, *defaults.CONSENSUS_NEIGHBORS)
+        start_neighbors = max(start_neighbors, *defaults.CONSENSUS_NEIGHBORS)
+    graph_neighbors = start_neighbors if init in GRAPH_STARTS and start_rows is None \
+        else params.n_neighbors
     semantic = None
     if params.semantic_weight > 0:
         semantic = "global" if scope == "full" else "bank"
@@ -138,7 +157,8 @@ def resolve_config(params, n_samples, seed):
     return FitConfig(
         n_samples=n_samples, seed=seed, scope=scope, init=init,
         use_neighbors=use_neighbors, build_graph=build_graph,
-        graph_neighbors=graph_neighbors, semantic=semantic,
-        batch_size=batch_size,
+        graph_neighbors=graph_neighbors, start_neighbors=start_neighbors,
+        semantic=semantic, start_rows=start_rows,
+        batch_size=batch_size, epoch_rows=min(n_samples, defaults.EPOCH_MAX_ROWS),
         memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
     )

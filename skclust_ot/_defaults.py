@@ -6,12 +6,16 @@ no module has to import a constant back from the estimator. The reasons they
 have these values are in ``docs/design.md`` ("Defaults and budgets").
 """
 
-#: Up to this many samples ``ot_scope="auto"`` solves one OT problem over all
-#: samples per epoch; above it, per step over a memory bank.
-FULL_SCOPE_MAX_SAMPLES = 20_000
-#: Up to this many samples ``init="auto"`` is the spectral start (it needs an
-#: exact kNN graph and an eigensolver); above it, the k-means start.
-SPECTRAL_START_MAX_SAMPLES = 20_000
+#: An epoch trains on at most this many rows: all of them up to this size, a
+#: fresh random subset of this size above it. The pseudo-labels are still
+#: solved over all rows at every epoch, so an epoch costs O(N) forward
+#: passes and one solve, plus a bounded number of optimizer steps.
+EPOCH_MAX_ROWS = 20_000
+#: The graph-aware starts (spectral, consensus) run on all rows up to this
+#: many, and above it on a seeded random sample of this many rows (landmarks,
+#: with their own exact kNN graph and eigenproblem); the encoder, taught the
+#: landmarks' spectral embedding, carries the start to the other rows.
+GRAPH_START_MAX_ROWS = 20_000
 #: The spectral start needs at least ``2 * n_clusters + this`` samples for a
 #: meaningful graph eigenproblem; below, the k-means start is used.
 SPECTRAL_START_MIN_EXTRA_SAMPLES = 2

@@ -1,6 +1,7 @@
 """SP2OTClustering: the scikit-learn estimator (validation and orchestration)."""
 
 import contextlib
+import dataclasses
 import math
 import time
 import warnings
@@ -23,7 +24,7 @@ from ._config import OPTIMIZERS, draw_seed, resolve_config
 from ._inference import InferenceMixin
 from ._parallel import Shards, check_same_shape, collectively, communicator
 from ._sklearn_compat import Interval, Options, StrOptions, _fit_context
-from ._start import STARTS, StartData, fit_module_to_start, restrict_graph
+from ._start import STARTS, StartData, fit_module_to_start, landmark_rows, restrict_graph
 from .exceptions import ConvergenceWarning, _external_stacklevel
 from .ot import knn_graph
 
@@ -99,7 +100,10 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         Logit scale of the cosine head (an inverse temperature).
     max_epochs : int, default=50
         Training epochs. ``0`` keeps the start (see ``init``) without any
-        training: what the training adds is the difference.
+        training: what the training adds is the difference. An epoch trains
+        on all samples up to 20,000 of them, and on a fresh random subset of
+        20,000 above, so the number of optimizer steps stays bounded; the
+        pseudo-labels are solved over all samples at every epoch.
     batch_size : int, default=256
         Mini-batch size (capped at the number of samples).
     lr : float, default=1e-4
@@ -136,8 +140,9 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         Gaussian kernel width of the graph, ``exp(-d²/(2 σ² n_features))``.
     ot_scope : {"auto", "full", "bank"}, default="auto"
         ``"full"``: one OT problem over all samples per view per epoch;
-        ``"bank"``: per step over a memory bank of recent logits. ``"auto"``
-        uses ``"full"`` up to 20,000 samples.
+        ``"bank"``: per step over a memory bank of recent logits (less
+        memory: no N × ``n_clusters`` plan; far more solver time).
+        ``"auto"`` is ``"full"``.
     memory_size : int, default=None
         Bank size for ``"bank"`` (default ``10 * batch_size``).
     solver_max_iter : int, default=1000
@@ -159,14 +164,15 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         (neighbour consistency). Used with the ``"full"`` OT scope.
     init : {"auto", "kmeans", "spectral", "random"}, default="auto"
         How training starts (the strategies of ``skclust_ot._start``).
-        ``"auto"``: ``"spectral"`` up to 20,000 samples, ``"kmeans"`` above
-        (the spectral embedding needs an exact kNN graph and an
-        eigensolver). ``"kmeans"``: k-means in the scaled input space, and
+        ``"auto"``: ``"spectral"``. ``"kmeans"``: k-means in the scaled input space, and
         the head fitted to reproduce that partition (prevents lost
         clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
         the head is fitted to spectral clustering's partition; with fewer
-        than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``.
+        than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``. Above
+        20,000 samples the spectral start runs on a seeded random sample of
+        20,000 (landmarks, with their own exact kNN graph), and the encoder
+        carries it to the other samples.
         ``"random"``: random prototypes.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -463,9 +469,9 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
             with progress(f"kNN graph ({config.graph_neighbors} neighbours)"):
                 graph = knn_graph(features, config.graph_neighbors, sigma=self.sigma,
                                   random_state=config.seed).coalesce()
-        with progress(f"start: {config.init} partition"):
-            partition = STARTS[config.init](StartData(features, graph), self.n_clusters,
-                                            config.seed)
+        with progress(f"start: {config.init} partition"
+                      + (f" of {config.start_rows} landmarks" if config.start_rows else "")):
+            partition = self._start_partition(features, graph, config)
         if partition is not None:
             with progress("start: network fitted to it"):
                 fit_module_to_start(module, rows, partition, self.n_clusters, device,
@@ -497,6 +503,19 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         net.neighbor_data = None
         net.views_ = net.views
         return net, labeler
+
+    def _start_partition(self, features, graph, config):
+        """The start strategy's partition: of all rows, or of a landmark sample
+        with its own kNN graph (``config.start_rows``)."""
+        start = STARTS[config.init]
+        if config.start_rows is None:
+            return start(StartData(features, graph), self.n_clusters, config.seed)
+        picked = landmark_rows(features.shape[0], config.start_rows, config.seed)
+        sample = features[torch.from_numpy(picked).to(features.device)]
+        sample_graph = knn_graph(sample, config.start_neighbors, sigma=self.sigma,
+                                 method="exact", random_state=config.seed).coalesce()
+        partition = start(StartData(sample, sample_graph), self.n_clusters, config.seed)
+        return None if partition is None else dataclasses.replace(partition, rows=picked)
 
     def _set_fitted_state(self, X, net, labeler, device):
         """The fitted attributes, from a finished training; warns about empty clusters."""

@@ -116,15 +116,21 @@ def _start_phases(config, params, n_samples, n_features, n_clusters, device="cpu
                                                        d, device)}
     start = dict(scaled)
     if config.init in GRAPH_STARTS:
+        m = n if config.start_rows is None else config.start_rows
+        if config.start_rows is not None:  # the landmarks' rows and their own exact graph
+            start["landmark rows"] = m * d * _F32
+            # at most GRAPH_START_MAX_ROWS rows: knn_graph's exact path
+            start.update(_knn_items(m, config.start_neighbors, "landmark kNN graph", d, device))
+            start["landmark kNN graph (kept)"] = m * min(config.start_neighbors, m - 1) * _EDGE
         # sklearn's spectral_embedding: ARPACK's Lanczos basis (ncv vectors),
         # the embedding and its copies, k-means' float64 copy of it; the
         # encoder's float32 regression target (and its standardized copy);
         # the consensus start keeps one embedding per candidate
-        ncv = min(n, max(2 * K + 1, 20))
+        ncv = min(m, max(2 * K + 1, 20))
         n_embeddings = len(defaults.CONSENSUS_NEIGHBORS) if config.init == "consensus" else 1
-        start["spectral embedding"] = n * (_F64 * (ncv + (3 + n_embeddings) * K) + 2 * _F32 * K)
+        start["spectral embedding"] = m * (_F64 * (ncv + (3 + n_embeddings) * K) + 2 * _F32 * K)
         # the symmetrized adjacency and its Laplacian (CSR: float64 value, int32 index)
-        start["spectral adjacency"] = 4 * 2 * n * config.graph_neighbors * (_F64 + 4)
+        start["spectral adjacency"] = 4 * 2 * m * config.start_neighbors * (_F64 + 4)
     if config.init in ("kmeans", "consensus") and n <= defaults.EXACT_KMEANS_MAX_SAMPLES:
         start["k-means float64 copies of X"] = 2 * n * d * _F64  # .double(), KMeans' copy_x
     phases["start"] = start

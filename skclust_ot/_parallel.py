@@ -107,22 +107,33 @@ class Shards:
             return graph
         return graph.index_select(0, torch.arange(self.offset, self.offset + self.n_local))
 
-    def net_kwargs(self, batch_size, seed, verbose):
+    def net_kwargs(self, batch_size, seed, verbose, epoch_rows=None):
         """skorch keywords for this rank: batch size, sampler, DDP, verbosity.
 
         The global batch stays ``batch_size``: each rank takes
         ``batch_size // world_size`` rows per step, and every rank takes as
-        many steps (shorter shards are padded by the sampler).
+        many steps (shorter shards are padded by the sampler). With
+        ``epoch_rows`` below the number of rows, an epoch is a fresh random
+        subset of ``epoch_rows`` rows (split evenly over the ranks).
         """
         if self.comm is None:
-            return {"batch_size": batch_size, "iterator_train__shuffle": True,
-                    "verbose": verbose}
+            kwargs = {"batch_size": batch_size, "verbose": verbose}
+            if epoch_rows is not None and epoch_rows < self.n_local:
+                kwargs["iterator_train__shuffle"] = False
+                kwargs["iterator_train__sampler"] = PaddedShuffleSampler(
+                    self.n_local, epoch_rows, seed + _RANK_SEED_STRIDE)
+            else:
+                kwargs["iterator_train__shuffle"] = True
+            return kwargs
+        length = max(self.sizes)
+        if epoch_rows is not None:
+            length = min(length, -(-epoch_rows // self.world_size))
         return {
             "batch_size": max(1, batch_size // self.world_size),
             "ddp": True,
             "iterator_train__shuffle": False,
             "iterator_train__sampler": PaddedShuffleSampler(
-                self.n_local, max(self.sizes), seed + _RANK_SEED_STRIDE * (self.rank + 1)),
+                self.n_local, length, seed + _RANK_SEED_STRIDE * (self.rank + 1)),
             "verbose": verbose if self.rank == 0 else 0,
         }
 

@@ -36,6 +36,7 @@ __all__ = [
     "consensus_start",
     "fit_module_to_start",
     "kmeans_start",
+    "landmark_rows",
     "random_start",
     "restrict_graph",
     "spectral_start",
@@ -71,10 +72,27 @@ class StartPartition:
     embedding : ndarray of shape (n_samples, n_components) or None
         A target embedding the encoder learns before the head is fitted
         (an inductive map to it), or None to keep the encoder as built.
+    rows : ndarray of int or None
+        Which training rows ``labels`` and ``embedding`` belong to (a
+        start computed on landmarks, see :func:`landmark_rows`); None: all
+        rows, in order.
     """
 
     labels: np.ndarray
     embedding: np.ndarray = None
+    rows: np.ndarray = None
+
+
+def landmark_rows(n_samples, n_rows, seed):
+    """A seeded uniform sample of ``n_rows`` of ``range(n_samples)``, sorted.
+
+    The rows a graph-aware start runs on when the data set is larger than
+    ``GRAPH_START_MAX_ROWS``. Uniform, so each cluster is represented in
+    proportion to its size (a cluster of a fraction p keeps about
+    ``p * n_rows`` landmarks).
+    """
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_samples, size=n_rows, replace=False))
 
 
 def kmeans_labels(features, n_clusters, seed):
@@ -331,7 +349,9 @@ def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
     rows : torch.Tensor of shape (n_samples, ...)
         The training rows as the module takes them (before preprocessing).
     partition : StartPartition
-        The start's labels and optional target embedding.
+        The start's labels and optional target embedding (of its ``rows``:
+        the encoder and the head are fitted on those, the BatchNorm
+        statistics on all rows).
     n_clusters : int
         Number of clusters (prototypes of the head).
     device : str
@@ -340,9 +360,10 @@ def fit_module_to_start(module, rows, partition, n_clusters, device, seed):
         Seeds the choice of rows the head is fitted on (at most
         ``INIT_MAX_ROWS``, every cluster represented).
     """
+    start_rows = rows if partition.rows is None else rows[_torch_index(partition.rows)]
     if partition.embedding is not None:
-        fit_encoder_to(module, rows, partition.embedding, device)
+        fit_encoder_to(module, start_rows, partition.embedding, device)
     calibrate_batchnorm(module, rows, device)
     picked = _init_rows(partition.labels, n_clusters, seed)
-    embeddings = embed_all(module, rows[_torch_index(picked)], device)
+    embeddings = embed_all(module, start_rows[_torch_index(picked)], device)
     fit_prototypes(module.head, embeddings, partition.labels[picked], n_clusters)

@@ -1,5 +1,6 @@
 """The start strategies and the resolved configuration, tested without training."""
 
+import dataclasses
 import inspect
 import warnings
 
@@ -18,6 +19,7 @@ from skclust_ot._config import resolve_config
 from skclust_ot._start import (
     GRAPH_STARTS,
     consensus_start,
+    landmark_rows,
     nearest_neighbors,
     restrict_graph,
     STARTS,
@@ -206,15 +208,41 @@ def test_prototypes_are_mean_directions_and_empty_clusters_get_one():
 # --------------------------------------------------------------------------- #
 # the resolved configuration
 # --------------------------------------------------------------------------- #
-def test_auto_resolves_to_full_scope_and_spectral_start_up_to_the_limits():
+def test_auto_resolves_to_full_scope_and_spectral_start_at_every_size():
     est = SP2OTClustering(n_clusters=5)
     small = resolve_config(est, 1000, seed=0)
     assert (small.scope, small.init, small.build_graph, small.semantic) == (
         "full", "spectral", True, "global")
-    large = resolve_config(est, defaults.FULL_SCOPE_MAX_SAMPLES + 1, seed=0)
-    assert (large.scope, large.init, large.build_graph, large.semantic) == (
-        "bank", "kmeans", False, "bank")
+    assert small.start_rows is None and small.epoch_rows == 1000
     assert small.memory_size == defaults.MEMORY_BANK_BATCHES * 256
+    n_large = defaults.GRAPH_START_MAX_ROWS + 1
+    large = resolve_config(est, n_large, seed=0)
+    # above the limit the spectral start runs on landmarks, one epoch on a subset
+    assert (large.scope, large.init, large.build_graph, large.semantic) == (
+        "full", "spectral", True, "global")
+    assert large.start_rows == defaults.GRAPH_START_MAX_ROWS
+    assert large.epoch_rows == defaults.EPOCH_MAX_ROWS < n_large
+    assert large.graph_neighbors == large.start_neighbors == est.n_neighbors
+
+
+def test_landmark_start_graph_and_the_global_graph_have_their_own_sizes():
+    est = SP2OTClustering(n_clusters=5, init="consensus")
+    small = resolve_config(est, 1000, seed=0)
+    # one graph serves the start and the semantic term: as wide as the start needs
+    assert small.graph_neighbors == small.start_neighbors == max(defaults.CONSENSUS_NEIGHBORS)
+    large = resolve_config(est, defaults.GRAPH_START_MAX_ROWS + 1, seed=0)
+    assert large.start_neighbors == max(defaults.CONSENSUS_NEIGHBORS)
+    assert large.graph_neighbors == est.n_neighbors  # the landmarks have their own graph
+    no_semantic = SP2OTClustering(n_clusters=5, semantic_weight=0.0)
+    config = resolve_config(no_semantic, defaults.GRAPH_START_MAX_ROWS + 1, seed=0)
+    assert config.start_rows is not None and not config.build_graph
+
+
+def test_landmark_rows_are_a_seeded_sorted_sample_without_repeats():
+    rows = landmark_rows(1000, 100, seed=3)
+    assert rows.shape == (100,) and np.all(np.diff(rows) > 0) and rows.max() < 1000
+    np.testing.assert_array_equal(rows, landmark_rows(1000, 100, seed=3))
+    assert not np.array_equal(rows, landmark_rows(1000, 100, seed=4))
 
 
 def test_too_few_samples_for_a_graph_start_fall_back_to_kmeans():
@@ -303,3 +331,45 @@ def test_max_epochs_zero_keeps_the_start():
     assert adjusted_rand_score(start.fit_predict(X), est.labels_) > 0.98
     np.testing.assert_allclose(est.cluster_weights_, np.full(3, 1 / 3))
     np.testing.assert_array_equal(est.predict(X), est.labels_)
+
+
+def test_a_landmark_partition_trains_the_network_on_its_rows_only():
+    X, y = make_blobs(600, centers=[[0, 0], [5, 0], [0, 5]], random_state=0)
+    features = torch.from_numpy(X.astype(np.float32))
+    picked = landmark_rows(600, 200, seed=0)
+    sample = features[torch.from_numpy(picked)]
+    partition = spectral_start(StartData(sample, knn_graph(sample, 10).coalesce()), 3, 0)
+    assert partition.rows is None  # a strategy sees only its rows
+    partition = dataclasses.replace(partition, rows=picked)
+    module = small_module(2, 3)
+    fit_module_to_start(module, features, partition, 3, "cpu", seed=0)
+    with torch.no_grad():
+        predicted = module(features).argmax(1).numpy()
+    # the landmarks keep their labels, and the encoder carries them to the other rows
+    assert (predicted[picked] == partition.labels).mean() >= 0.98
+    others = np.setdiff1d(np.arange(600), picked)
+    assert adjusted_rand_score(y[others], predicted[others]) > 0.95
+
+
+def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_on_epoch_subsets(monkeypatch):
+    monkeypatch.setattr(defaults, "GRAPH_START_MAX_ROWS", 200)
+    monkeypatch.setattr(defaults, "EPOCH_MAX_ROWS", 128)
+    X, y = make_blobs(600, centers=[[0, 0], [6, 0], [0, 6]], random_state=0)
+    seen = []
+    original = SP2OTClustering._start_partition
+
+    def spy(self, features, graph, config):
+        partition = original(self, features, graph, config)
+        seen.append((config.start_rows, partition.rows.copy(), graph.shape[0]))
+        return partition
+
+    monkeypatch.setattr(SP2OTClustering, "_start_partition", spy)
+    est = SP2OTClustering(n_clusters=3, max_epochs=3, batch_size=64, random_state=0).fit(X)
+    (start_rows, rows, graph_rows), = seen
+    assert start_rows == 200 and rows.shape == (200,) and graph_rows == 600
+    # 128 rows per epoch at batch 64: two optimizer steps per epoch
+    assert [len(epoch["batches"]) for epoch in est.history_] == [2, 2, 2]
+    assert adjusted_rand_score(y, est.labels_) > 0.98
+    again = SP2OTClustering(n_clusters=3, max_epochs=3, batch_size=64, random_state=0).fit(X)
+    np.testing.assert_array_equal(again.labels_, est.labels_)
+    np.testing.assert_array_equal(seen[1][1], rows)

@@ -211,6 +211,7 @@ def build_net(params, config, module, labeler, preprocessing, shards, device, *,
         neighbors=neighbors,
         neighbor_data=neighbor_data,
         device=device,
-        **shards.net_kwargs(config.batch_size, config.seed, params.verbose, config.epoch_rows),
+        **shards.net_kwargs(config.batch_size, config.seed, params.verbose, config.epoch_rows,
+                            config.n_blocks),
         **config.optimizer_kwargs,
     )

@@ -54,12 +54,20 @@ class FitConfig:
         Rows of the landmark sample a graph-aware start runs on (its own
         exact kNN graph), or None when the start sees every row.
     epoch_rows : int
-        Rows trained on per epoch (a fresh random subset of this size when
-        it is below ``n_samples``).
-    semantic : {"global", "bank"} or None
+        Rows trained on per epoch: ``n_samples`` up to ``EPOCH_MAX_ROWS``,
+        that many above.
+    n_blocks : int
+        One process above ``EPOCH_MAX_ROWS`` rows: the rows are split into
+        this many seeded random blocks of at most ``epoch_rows`` rows, epoch
+        ``e`` trains on block ``e mod n_blocks``, and its OT problem is
+        solved over that block with the block's own kNN graph (no graph of
+        all rows). 1 otherwise; distributed fits then train on a random
+        ``epoch_rows`` of the rows per epoch and solve over all of them.
+    semantic : {"global", "block", "bank"} or None
         Where the semantic term's graph comes from: the global kNN graph
-        (full scope), graphs built inside each memory bank, or no semantic
-        term (``semantic_weight=0``).
+        (full scope), the graph among each block's rows (full scope with
+        ``n_blocks > 1``), graphs built inside each memory bank, or no
+        semantic term (``semantic_weight=0``).
     batch_size : int
         Global mini-batch size (capped at ``n_samples``).
     memory_size : int
@@ -80,6 +88,7 @@ class FitConfig:
     start_neighbors: int
     batch_size: int
     epoch_rows: int
+    n_blocks: int
     memory_size: int
     optimizer: type
     semantic: str = None
@@ -131,7 +140,11 @@ def resolve_config(params, n_samples, seed):
     """
     scope = _resolve_scope(params.ot_scope)
     init = _resolve_init(params.init, n_samples, params.n_clusters)
-    use_neighbors = params.neighbor_views > 0 and scope == "full" and n_samples > 1
+    epoch_rows = min(n_samples, defaults.EPOCH_MAX_ROWS)
+    n_blocks = 1 if params.distributed else -(-n_samples // epoch_rows)
+    # neighbour views need the graph of all rows, which blocks do without
+    use_neighbors = (params.neighbor_views > 0 and scope == "full" and n_samples > 1
+                     and n_blocks == 1)
     start_rows = None
     if init in GRAPH_STARTS and n_samples > defaults.GRAPH_START_MAX_ROWS:
         start_rows = defaults.GRAPH_START_MAX_ROWS  # landmarks with a graph of their own
@@ -139,7 +152,7 @@ def resolve_config(params, n_samples, seed):
     # on landmarks) and, in the full-data scope, the semantic term and the
     # neighbour views.
     build_graph = (init in GRAPH_STARTS and start_rows is None) or (
-        scope == "full" and (params.semantic_weight > 0 or use_neighbors))
+        scope == "full" and n_blocks == 1 and (params.semantic_weight > 0 or use_neighbors))
     start_neighbors = params.n_neighbors
     if init == "consensus":
         start_neighbors = max(start_neighbors, *defaults.CONSENSUS_NEIGHBORS)
@@ -147,7 +160,7 @@ def resolve_config(params, n_samples, seed):
         else params.n_neighbors
     semantic = None
     if params.semantic_weight > 0:
-        semantic = "global" if scope == "full" else "bank"
+        semantic = "bank" if scope == "bank" else "global" if n_blocks == 1 else "block"
     batch_size = min(params.batch_size, n_samples)
     memory_size = params.memory_size or defaults.MEMORY_BANK_BATCHES * batch_size
     optimizer = params.optimizer
@@ -159,6 +172,6 @@ def resolve_config(params, n_samples, seed):
         use_neighbors=use_neighbors, build_graph=build_graph,
         graph_neighbors=graph_neighbors, start_neighbors=start_neighbors,
         semantic=semantic, start_rows=start_rows,
-        batch_size=batch_size, epoch_rows=min(n_samples, defaults.EPOCH_MAX_ROWS),
+        batch_size=batch_size, epoch_rows=epoch_rows, n_blocks=n_blocks,
         memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
     )

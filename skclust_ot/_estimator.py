@@ -479,11 +479,12 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         del features  # the bank scope rescales its rows on the fly
         if graph is not None and config.graph_neighbors > self.n_neighbors:
             graph = restrict_graph(graph, self.n_neighbors)  # the semantic term's graph
+        local_graphs = config.semantic in ("bank", "block")  # built from the scaled rows
         labeler = build_pseudo_labeler(
             self, config, shards,
             graph=shards.local_graph(graph) if config.semantic == "global" else None,
-            graph_features=rows if config.semantic == "bank" else None,
-            graph_transform=preprocessing.transform if config.semantic == "bank" else None,
+            graph_features=rows if local_graphs else None,
+            graph_transform=preprocessing.transform if local_graphs else None,
         )
         neighbors = None
         if config.use_neighbors:

@@ -150,6 +150,24 @@ def _training_phases(config, params, n_local, n_features, n_clusters, n_views,
                      device="cpu"):
     """What training holds: the full-scope plans and a solve, or the bank and its graph."""
     K, k = n_clusters, params.n_neighbors
+    if config.scope == "full" and config.n_blocks > 1:
+        # FullDataPseudoLabels over one block; PseudoLabeler keeps one
+        # target per view and every block's graph (built on its first epoch)
+        m = config.epoch_rows
+        semantic = config.semantic == "block"
+        items = {"block logits (2 per view)": 2 * n_views * m * K * _F32,
+                 "block targets (1 per view)": n_views * m * K * _F32,
+                 "row → block position": n_local * _I64}
+        items.update(_solver_items(m, K, semantic, k, "block"))
+        phases = {"training": items}
+        if semantic:
+            kept = config.n_blocks * m * min(k, m - 1) * _EDGE
+            items["block kNN graphs (kept)"] = kept
+            phases["block kNN graph"] = {
+                "block kNN graphs (kept)": kept,
+                "block rows for its graph": 2 * m * n_features * _F32,
+                **_knn_items(m, k, "block kNN graph", n_features, device)}
+        return phases
     if config.scope == "full":
         # FullDataPseudoLabels: the per-batch logits and their concatenation,
         # per view; PseudoLabeler.full_targets: one N×K target per view
@@ -201,7 +219,8 @@ def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
         throughout), then phases that follow each other, ``"input
         statistics"``, ``"kNN graph"``
         (its build, when one is built), ``"start"``, ``"training"`` and, with
-        bank-local graphs, ``"bank kNN graph"`` (their build). An item alive
+        bank-local or block graphs, ``"bank kNN graph"`` or ``"block kNN
+        graph"`` (their build). An item alive
         in several phases is listed in each. See :func:`peak_bytes`.
     """
     n_local = n_samples if n_local is None else n_local

@@ -7,15 +7,22 @@ skorch arguments of a rank) and gets the single-process answer when there
 is no communicator.
 """
 
+import numpy as np
 import torch
 
-from .nn import PaddedShuffleSampler
+from .nn import BlockSampler, PaddedShuffleSampler
 from .ot import Communicator
 
-__all__ = ["Shards", "check_same_shape", "collectively", "communicator"]
+__all__ = ["Shards", "check_same_shape", "collectively", "communicator", "row_blocks"]
 
 # rank r's sampler seed is seed + this * (r + 1): distinct streams per rank
 _RANK_SEED_STRIDE = 104729
+
+
+def row_blocks(n_samples, n_blocks, seed):
+    """``range(n_samples)`` in ``n_blocks`` seeded random blocks of near-equal size, each sorted."""
+    order = np.random.default_rng(seed).permutation(n_samples)
+    return [np.sort(block) for block in np.array_split(order, n_blocks)]
 
 
 def collectively(comm, func, *args, **kwargs):
@@ -107,23 +114,23 @@ class Shards:
             return graph
         return graph.index_select(0, torch.arange(self.offset, self.offset + self.n_local))
 
-    def net_kwargs(self, batch_size, seed, verbose, epoch_rows=None):
+    def net_kwargs(self, batch_size, seed, verbose, epoch_rows=None, n_blocks=1):
         """skorch keywords for this rank: batch size, sampler, DDP, verbosity.
 
         The global batch stays ``batch_size``: each rank takes
         ``batch_size // world_size`` rows per step, and every rank takes as
         many steps (shorter shards are padded by the sampler). With
-        ``epoch_rows`` below the number of rows, an epoch is a fresh random
-        subset of ``epoch_rows`` rows (split evenly over the ranks).
+        ``epoch_rows`` below the number of rows, a distributed epoch is a
+        fresh random subset of ``epoch_rows`` rows (split evenly over the
+        ranks). One process with ``n_blocks > 1``: a
+        :class:`~skclust_ot.nn.BlockSampler` over :func:`row_blocks`.
         """
         if self.comm is None:
-            kwargs = {"batch_size": batch_size, "verbose": verbose}
-            if epoch_rows is not None and epoch_rows < self.n_local:
-                kwargs["iterator_train__shuffle"] = False
-                kwargs["iterator_train__sampler"] = PaddedShuffleSampler(
-                    self.n_local, epoch_rows, seed + _RANK_SEED_STRIDE)
-            else:
-                kwargs["iterator_train__shuffle"] = True
+            kwargs = {"batch_size": batch_size, "verbose": verbose,
+                      "iterator_train__shuffle": n_blocks == 1}
+            if n_blocks > 1:
+                kwargs["iterator_train__sampler"] = BlockSampler(
+                    row_blocks(self.n_local, n_blocks, seed), seed + _RANK_SEED_STRIDE)
             return kwargs
         length = max(self.sizes)
         if epoch_rows is not None:

@@ -29,16 +29,27 @@ def phase_total(estimate, phase):
     return sum(estimate[phase].values())
 
 
-def test_full_scope_training_grows_as_n_times_k():
+def test_full_scope_training_grows_as_n_times_k_up_to_one_block():
     kw = {"ot_scope": "full", "init": "random"}
-    base = phase_total(estimate(10_000, n_clusters=20, **kw), "training")
-    assert phase_total(estimate(40_000, n_clusters=20, **kw), "training") == pytest.approx(
+    base = phase_total(estimate(5_000, n_clusters=20, **kw), "training")
+    assert phase_total(estimate(20_000, n_clusters=20, **kw), "training") == pytest.approx(
         4 * base, rel=0.01)
     # the semantic graph S + Sᵀ grows with N only, the N×K arrays with N·K
     no_graph = {**kw, "semantic_weight": 0.0}
-    base = phase_total(estimate(10_000, n_clusters=20, **no_graph), "training")
-    assert phase_total(estimate(10_000, n_clusters=80, **no_graph), "training") == 4 * base
-    assert phase_total(estimate(30_000, n_clusters=20, **no_graph), "training") == 3 * base
+    base = phase_total(estimate(5_000, n_clusters=20, **no_graph), "training")
+    assert phase_total(estimate(5_000, n_clusters=80, **no_graph), "training") == 4 * base
+    assert phase_total(estimate(15_000, n_clusters=20, **no_graph), "training") == 3 * base
+
+
+def test_block_training_holds_one_block_whatever_n():
+    one, two = estimate(100_000, n_clusters=100), estimate(200_000, n_clusters=100)
+    assert "kNN graph" not in one  # no graph of all rows: each block has its own
+    per_block = {name for name in one["training"] if name.startswith("block")
+                 and "kept" not in name}
+    assert per_block and all(one["training"][n] == two["training"][n] for n in per_block)
+    assert two["training"]["block kNN graphs (kept)"] == 2 * one["training"][
+        "block kNN graphs (kept)"]  # 5 blocks, then 10
+    assert two["training"]["row → block position"] == 2 * one["training"]["row → block position"]
 
 
 def test_bank_scope_ot_part_does_not_grow_with_n(monkeypatch):
@@ -50,8 +61,9 @@ def test_bank_scope_ot_part_does_not_grow_with_n(monkeypatch):
     assert small["bank kNN graph"] == large["bank kNN graph"]
     bigger_bank = estimate(100_000, ot_scope="bank", memory_size=20_000)
     assert phase_total(bigger_bank, "training") > 5 * phase_total(small, "training")
-    # full scope at that size: N×K plans and a kNN graph over all rows
-    full = estimate(1_000_000, ot_scope="full")
+    # one full-scope problem over all rows (a distributed fit solves one):
+    # N×K plans and a kNN graph over all rows
+    full = estimate(1_000_000, ot_scope="full", distributed=True)
     assert peak_bytes(full) > 10 * peak_bytes(estimate(1_000_000, ot_scope="bank"))
 
 
@@ -198,9 +210,10 @@ def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
     import skclust_ot._memory as memory
 
     monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: False)
-    exact = estimate(1_000_000, ot_scope="full")["kNN graph"]
+    # a distributed fit builds the graph of all rows (one process: block graphs)
+    exact = estimate(1_000_000, ot_scope="full", distributed=True)["kNN graph"]
     monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: True)
-    approximate = estimate(1_000_000, ot_scope="full")["kNN graph"]
+    approximate = estimate(1_000_000, ot_scope="full", distributed=True)["kNN graph"]
     assert "kNN graph distance buffer" in exact
     assert "kNN graph distance buffer" not in approximate
     assert sum(approximate.values()) < sum(exact.values()) / 5

@@ -33,7 +33,7 @@ from skclust_ot._start import (
     spectral_start,
 )
 from skclust_ot.exceptions import ConvergenceWarning
-from skclust_ot.nn import ClusterModule, CosineHead, MLPEncoder
+from skclust_ot.nn import ClusterModule, CosineHead, MLPEncoder, PseudoLabeler
 from skclust_ot.ot import knn_graph, p2ot
 
 
@@ -215,25 +215,34 @@ def test_auto_resolves_to_full_scope_and_spectral_start_at_every_size():
         "full", "spectral", True, "global")
     assert small.start_rows is None and small.epoch_rows == 1000
     assert small.memory_size == defaults.MEMORY_BANK_BATCHES * 256
-    n_large = defaults.GRAPH_START_MAX_ROWS + 1
+    assert small.n_blocks == 1
+    n_large = 2 * defaults.EPOCH_MAX_ROWS + 1
     large = resolve_config(est, n_large, seed=0)
-    # above the limit the spectral start runs on landmarks, one epoch on a subset
+    # above the limits: the spectral start on landmarks, and blocks of rows
+    # with graphs of their own instead of one graph of all rows
     assert (large.scope, large.init, large.build_graph, large.semantic) == (
-        "full", "spectral", True, "global")
+        "full", "spectral", False, "block")
     assert large.start_rows == defaults.GRAPH_START_MAX_ROWS
-    assert large.epoch_rows == defaults.EPOCH_MAX_ROWS < n_large
-    assert large.graph_neighbors == large.start_neighbors == est.n_neighbors
+    assert large.epoch_rows == defaults.EPOCH_MAX_ROWS and large.n_blocks == 3
+    assert large.start_neighbors == est.n_neighbors
+    distributed = SP2OTClustering(n_clusters=5, distributed=True)
+    config = resolve_config(distributed, n_large, seed=0)
+    # distributed: one sharded problem over all rows, a random subset per epoch
+    assert (config.n_blocks, config.build_graph, config.semantic) == (1, True, "global")
+    neighbours = SP2OTClustering(n_clusters=5, neighbor_views=0.5)
+    assert not resolve_config(neighbours, n_large, seed=0).use_neighbors
+    assert resolve_config(neighbours, 1000, seed=0).use_neighbors
 
 
 def test_landmark_start_graph_and_the_global_graph_have_their_own_sizes():
-    est = SP2OTClustering(n_clusters=5, init="consensus")
+    est = SP2OTClustering(n_clusters=5, init="consensus", distributed=True)
     small = resolve_config(est, 1000, seed=0)
     # one graph serves the start and the semantic term: as wide as the start needs
     assert small.graph_neighbors == small.start_neighbors == max(defaults.CONSENSUS_NEIGHBORS)
     large = resolve_config(est, defaults.GRAPH_START_MAX_ROWS + 1, seed=0)
     assert large.start_neighbors == max(defaults.CONSENSUS_NEIGHBORS)
     assert large.graph_neighbors == est.n_neighbors  # the landmarks have their own graph
-    no_semantic = SP2OTClustering(n_clusters=5, semantic_weight=0.0)
+    no_semantic = SP2OTClustering(n_clusters=5, semantic_weight=0.0, distributed=True)
     config = resolve_config(no_semantic, defaults.GRAPH_START_MAX_ROWS + 1, seed=0)
     assert config.start_rows is not None and not config.build_graph
 
@@ -351,25 +360,39 @@ def test_a_landmark_partition_trains_the_network_on_its_rows_only():
     assert adjusted_rand_score(y[others], predicted[others]) > 0.95
 
 
-def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_on_epoch_subsets(monkeypatch):
+def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_block_by_block(monkeypatch):
     monkeypatch.setattr(defaults, "GRAPH_START_MAX_ROWS", 200)
     monkeypatch.setattr(defaults, "EPOCH_MAX_ROWS", 128)
     X, y = make_blobs(600, centers=[[0, 0], [6, 0], [0, 6]], random_state=0)
-    seen = []
+    seen, refreshed = [], []
     original = SP2OTClustering._start_partition
 
     def spy(self, features, graph, config):
         partition = original(self, features, graph, config)
-        seen.append((config.start_rows, partition.rows.copy(), graph.shape[0]))
+        seen.append((config.start_rows, partition.rows.copy(), graph))
         return partition
 
+    refresh = PseudoLabeler.refresh
+
+    def spy_refresh(self, view_logits, rows=None):
+        refreshed.append((rows.clone(), [z.shape[0] for z in view_logits],
+                          self._block_graph(rows).shape))
+        return refresh(self, view_logits, rows=rows)
+
     monkeypatch.setattr(SP2OTClustering, "_start_partition", spy)
-    est = SP2OTClustering(n_clusters=3, max_epochs=3, batch_size=64, random_state=0).fit(X)
-    (start_rows, rows, graph_rows), = seen
-    assert start_rows == 200 and rows.shape == (200,) and graph_rows == 600
-    # 128 rows per epoch at batch 64: two optimizer steps per epoch
-    assert [len(epoch["batches"]) for epoch in est.history_] == [2, 2, 2]
+    monkeypatch.setattr(PseudoLabeler, "refresh", spy_refresh)
+    est = SP2OTClustering(n_clusters=3, max_epochs=6, batch_size=64, random_state=0).fit(X)
+    (start_rows, rows, graph), = seen
+    assert start_rows == 200 and rows.shape == (200,) and graph is None  # no graph of all rows
+    # 600 rows in 5 blocks of 120: each epoch solves over its block and trains on it
+    blocks = [r for r, _, _ in refreshed]
+    assert [b.numel() for b in blocks] == [120] * 6
+    assert all(sizes == [120, 120] and shape == (120, 120) for _, sizes, shape in refreshed)
+    assert torch.equal(blocks[5], blocks[0])  # the sixth epoch is the first block again
+    every = torch.cat(blocks[:5]).sort().values
+    assert torch.equal(every, torch.arange(600))  # five disjoint blocks cover all rows
+    assert [len(epoch["batches"]) for epoch in est.history_] == [2] * 6
     assert adjusted_rand_score(y, est.labels_) > 0.98
-    again = SP2OTClustering(n_clusters=3, max_epochs=3, batch_size=64, random_state=0).fit(X)
+    again = SP2OTClustering(n_clusters=3, max_epochs=6, batch_size=64, random_state=0).fit(X)
     np.testing.assert_array_equal(again.labels_, est.labels_)
     np.testing.assert_array_equal(seen[1][1], rows)

@@ -3,10 +3,12 @@
 from ._augment import FeatureViews
 from ._callbacks import FullDataPseudoLabels, PseudoLabelStats, RhoScheduler
 from ._modules import ClusterModule, CosineHead, MLPEncoder, Standardize
-from ._net import PaddedShuffleSampler, SoftTargetCrossEntropy, SP2OTNet
+from ._net import SoftTargetCrossEntropy, SP2OTNet
 from ._pseudo import PseudoLabeler
+from ._samplers import BlockSampler, PaddedShuffleSampler
 
 __all__ = [
+    "BlockSampler",
     "ClusterModule",
     "CosineHead",
     "FeatureViews",

@@ -7,6 +7,7 @@ import torch
 from skorch.callbacks import Callback, PrintLog
 
 from ..ot import rho_schedule
+from ._samplers import BlockSampler
 
 __all__ = ["RhoScheduler", "FullDataPseudoLabels", "PseudoLabelStats", "EpochTable"]
 
@@ -76,13 +77,19 @@ class FullDataPseudoLabels(Callback):
     Used when the pseudo-labeler's scope is ``"full"``: each view of every
     sample is passed through the network in ``eval`` mode (no gradient, no
     BatchNorm update) and one SP²OT problem is solved per view; the batches of
-    the epoch then read their rows of the plans.
+    the epoch then read their rows of the plans. When the training sampler is
+    a :class:`~skclust_ot.nn.BlockSampler`, "every sample" is the block the
+    epoch trains on.
     """
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
         labeler = net.pseudo_labeler
         if labeler.scope != "full":
             return
+        sampler = net.get_params_for("iterator_train").get("sampler")
+        rows = sampler.upcoming() if isinstance(sampler, BlockSampler) else None
+        if rows is not None:  # the epoch trains on one block: solve over it alone
+            dataset_train = torch.utils.data.Subset(dataset_train, rows.tolist())
         module = net.inner_module()  # no collectives in these forwards
         module.eval()
         logits = [[] for _ in range(labeler.n_views)]
@@ -91,7 +98,11 @@ class FullDataPseudoLabels(Callback):
                 Xi = Xi.to(net.device)
                 for view in range(labeler.n_views):
                     logits[view].append(module(net.views_(Xi)))
-        labeler.refresh([torch.cat(z) for z in logits])
+        logits = [torch.cat(z) for z in logits]
+        if rows is None:
+            labeler.refresh(logits)
+        else:
+            labeler.refresh(logits, rows=rows)
 
 
 class PseudoLabelStats(Callback):

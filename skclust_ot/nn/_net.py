@@ -11,7 +11,7 @@ from torch import nn
 
 from ._callbacks import EpochTable
 
-__all__ = ["SoftTargetCrossEntropy", "SP2OTNet", "PaddedShuffleSampler"]
+__all__ = ["SoftTargetCrossEntropy", "SP2OTNet"]
 
 # Hooks called inside skorch's fit_loop: a KeyboardInterrupt raised there by a
 # callback is skorch's way of asking training to stop (EarlyStopping does it).
@@ -30,43 +30,6 @@ class _StopTraining(Exception):
 def _is_own_callback(cb):
     """skclust_ot's own callbacks never stop training on purpose."""
     return type(cb).__module__.startswith("skclust_ot.")
-
-
-class PaddedShuffleSampler(torch.utils.data.Sampler):
-    """A fresh permutation of ``range(n_samples)`` per epoch, padded to ``length``.
-
-    Data-parallel training needs the same number of optimizer steps on every
-    rank (each step all-reduces gradients); ranks holding fewer rows repeat
-    some of them (from a second permutation) to reach the common ``length``.
-
-    Parameters
-    ----------
-    n_samples : int
-        Rows held by this rank.
-    length : int
-        Indices yielded per epoch (>= ``n_samples``), the same on every rank.
-    seed : int
-        Seed of the permutations (different per rank).
-    """
-
-    def __init__(self, n_samples, length, seed):
-        self.n_samples = n_samples
-        self.length = length
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self):
-        return self.length
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed + 7919 * self.epoch)
-        self.epoch += 1
-        parts, total = [], 0
-        while total < self.length:
-            perm = torch.randperm(self.n_samples, generator=gen)
-            parts.append(perm)
-            total += perm.numel()
-        return iter(torch.cat(parts)[: self.length].tolist())
 
 
 class SoftTargetCrossEntropy(nn.Module):

@@ -46,7 +46,8 @@ class PseudoLabeler:
         The kNN graph over all samples (``"full"`` scope).
     graph_features : torch.Tensor or None, default=None
         Per-sample features from which bank-local kNN graphs are built
-        (``"bank"`` scope).
+        (``"bank"`` scope), or the graphs of blocks (``"full"`` scope
+        refreshed block by block, see :meth:`refresh`).
     graph_transform : callable or None, default=None
         Applied to the rows of ``graph_features`` picked for a bank (e.g.
         the network's fixed input scaling), so that the scaled copy of the
@@ -116,6 +117,8 @@ class PseudoLabeler:
         self.prior = None
         self.rho = 1.0
         self.full_targets = [None] * n_views
+        self._position = None
+        self._block_graphs = {}
         self.bank_logits = [None] * n_views
         self.bank_index = None
         self._warm = [None] * n_views
@@ -193,7 +196,7 @@ class PseudoLabeler:
         prior = prior.clamp_min(self.prior_floor / self.n_clusters)
         self.prior = prior / prior.sum()
 
-    def refresh(self, view_logits):
+    def refresh(self, view_logits, rows=None):
         """Solve the OT problem over the logits of all samples, once per view.
 
         Used in the ``"full"`` scope: the scaled plan of each view (rows of
@@ -204,18 +207,49 @@ class PseudoLabeler:
 
         Parameters
         ----------
-        view_logits : sequence of torch.Tensor of shape (n_samples, n_clusters)
+        view_logits : sequence of torch.Tensor of shape (n_rows, n_clusters)
             The logits of every sample (this process's rows with ``comm``),
-            one tensor per view; detached before solving. The stored targets
-            take each tensor's device and dtype.
+            or of the samples ``rows``, one tensor per view; detached before
+            solving. The stored targets take each tensor's device and dtype.
+        rows : array-like of int or None, default=None
+            A block of samples (see :class:`~skclust_ot.nn.BlockSampler`):
+            the problem is solved over these rows alone, with the kNN graph
+            among them (built from ``graph_features`` on the block's first
+            refresh, then kept), and until the next refresh only these
+            samples have targets. ``None``: all samples, with ``graph``.
         """
+        graph = self.graph
+        self._position = None
+        if rows is not None:
+            rows = torch.as_tensor(rows, dtype=torch.long)
+            graph = self._block_graph(rows)
+            self._position = torch.full((self.n_samples,), -1, dtype=torch.long)
+            self._position[rows] = torch.arange(rows.numel())
         for view, logits in enumerate(view_logits):
-            graph = self.graph
             if graph is not None and graph.device != logits.device:
                 graph = graph.to(logits.device)
+            if rows is not None:
+                warm = self._warm[view]  # other samples: only the columns carry over
+                self._warm[view] = None if warm is None else (None, warm[1])
             self.full_targets[view] = self._solve(logits, graph, view,
                                                   sharded=self.comm is not None
                                                   ).to(logits.dtype)
+        if self._position is not None:
+            self._position = self._position.to(view_logits[0].device)
+
+    def _block_graph(self, rows):
+        """The kNN graph among a block's samples (cached per block), or None."""
+        if self.semantic_weight <= 0 or self.graph_features is None:
+            return None
+        key = (int(rows[0]), rows.numel())
+        if key not in self._block_graphs:
+            feats = self.graph_features[rows]
+            if self.graph_transform is not None:
+                feats = self.graph_transform(feats)
+            feats = feats.reshape(feats.shape[0], -1)
+            self._block_graphs[key] = knn_graph(feats, self.n_neighbors, sigma=self.sigma,
+                                                random_state=0).coalesce()
+        return self._block_graphs[key]
 
     def targets(self, index, *view_logits, view_index=None):
         """Compute the soft targets of a batch, one tensor per view.
@@ -252,7 +286,12 @@ class PseudoLabeler:
         if self.scope == "full":
             if view_index is None:
                 view_index = [index] * len(view_logits)
-            return tuple(t[torch.as_tensor(i, device=device)].to(z.dtype)
+            view_index = [torch.as_tensor(i, device=device) for i in view_index]
+            if self._position is not None:  # a block: its rows of the plan
+                view_index = [self._position[i] for i in view_index]
+                if any(bool((i < 0).any()) for i in view_index):
+                    raise ValueError("targets asked for samples outside the refreshed block")
+            return tuple(t[i].to(z.dtype)
                          for t, z, i in zip(self.full_targets, view_logits, view_index))
         return self._bank_targets(index, view_logits)
 
@@ -299,6 +338,8 @@ class PseudoLabeler:
         Keeps the fitted net small when pickled; the last solver log stays.
         """
         self.full_targets = [None] * self.n_views
+        self._position = None
+        self._block_graphs = {}
         self.bank_logits = [None] * self.n_views
         self.bank_index = None
         self.graph = None

@@ -46,7 +46,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-D, K, RATIO, CENTRE_SCALE = 64, 100, 10.0, 1.0
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _scale_common import (  # noqa: E402 -- after the path  # isort: skip
+    CENTRE_SCALE, D, K, RATIO, _reset_peak, _status, make_data)
 BATCH, BANK = 256, 2560  # SP2OTClustering defaults: batch_size, memory_size = 10 * batch_size
 METHODS = ("SP2OT", "KMeans", "MiniBatchKMeans")
 
@@ -85,60 +87,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 
 # --------------------------------------------------------------------------- #
-# data (generated inside each child)
+# peaks of nested intervals (the data and the memory helpers: _scale_common)
 # --------------------------------------------------------------------------- #
-def cluster_sizes(n, k=K, ratio=RATIO):
-    """Exponential long tail: size_j ∝ ratio^(-j/(k-1)), at least 1, summing to n."""
-    import numpy as np
-
-    if n < k:
-        raise ValueError(f"N = {n} < K = {k}")
-    weights = ratio ** (-np.arange(k) / (k - 1))
-    exact = n * weights / weights.sum()
-    sizes = np.maximum(np.floor(exact).astype(np.int64), 1)
-    rest = n - sizes.sum()
-    order = np.argsort(-(exact - np.floor(exact)))  # largest remainders first
-    sizes[order[:rest]] += 1
-    return sizes
-
-
-def make_data(n, seed, d=D, k=K):
-    """Long-tailed Gaussian blobs, float32, built in chunks (no N×d temporary)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    centres = (CENTRE_SCALE * rng.standard_normal((k, d))).astype(np.float32)
-    labels = np.repeat(np.arange(k), cluster_sizes(n, k))
-    rng.shuffle(labels)
-    X = rng.standard_normal((n, d), dtype=np.float32)
-    for s in range(0, n, 1 << 16):
-        X[s:s + (1 << 16)] += centres[labels[s:s + (1 << 16)]]
-    return X, labels
-
-
-# --------------------------------------------------------------------------- #
-# memory helpers (Linux /proc; fall back to ru_maxrss)
-# --------------------------------------------------------------------------- #
-def _status():
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split()[:2]
-                out[key[:-1]] = int(value)  # KiB
-    return out
-
-
-def _reset_peak():
-    """Reset VmHWM to the current RSS; return whether it worked."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class Peaks:
     """Exact peaks of several nested intervals from one high-water mark.
 
@@ -742,14 +692,15 @@ def render(runs, recalls, meta):
 
     add("\n## What fit materializes\n")
     add("- Never an N×N matrix. `\"bank\"` scope (forced here; the default above "
-        f"20,000 rows): per step one OT problem over ({BANK} + {BATCH}) × {K} logits "
+        f"20,000 rows before #14, now only on request): per step one OT problem over ({BANK} + {BATCH}) × {K} logits "
         "per view and an exact kNN graph among those ≤ "
         f"{BANK + BATCH} rows (a {BANK + BATCH} × {BANK + BATCH} distance block), "
         "built from the preprocessed inputs (`skclust_ot/nn/_pseudo.py`, "
         "`_bank_targets`). "
-        "`\"full\"` scope (N ≤ 20,000 by default): the kNN graph is exact over all rows, "
-        "built in row chunks of 4096 × N distances (`skclust_ot/ot/_graph.py`), and "
-        "the OT problem is N × K once per view per epoch.")
+        "`\"full\"` scope (the default at every N since #14; its timings are in "
+        "`docs/large_benchmark.md`): the kNN graph is exact up to 20,000 rows, in row "
+        "chunks of 4096 × N distances, approximate above (`skclust_ot/ot/_graph.py`), "
+        "and the OT problem is N × K once per view per epoch.")
     held = ""
     if sp:
         big = sp[max(sp)]

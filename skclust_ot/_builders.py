@@ -168,6 +168,8 @@ def build_pseudo_labeler(params, config, shards, *, graph=None, graph_features=N
         n_samples_total=shards.n_total,
         index_offset=shards.offset,
         size_prior=params.size_prior,
+        # a block's graph is worth keeping only if an epoch comes back to it
+        keep_block_graphs=config.n_blocks < params.max_epochs,
     )
 
 

@@ -34,12 +34,21 @@ class FitMemoryError(MemoryError, ValueError):
     """
 
 
-def float32_rows(X):
-    """The training rows as a float32 tensor (a copy); raises beyond the float32 range."""
+def float32_rows(X, share=False):
+    """The training rows as a float32 tensor; raises beyond the float32 range.
+
+    With ``share``, a writeable C-contiguous float32 ``X`` is used as it is
+    (no copy of a large data set; only for the package's own encoders, which
+    never write to their input); otherwise, and for other inputs, the rows
+    are a new array.
+    """
     with warnings.catch_warnings():
         # float64 data beyond the float32 range overflow here; reported below
         warnings.simplefilter("ignore", RuntimeWarning)
-        rows = torch.from_numpy(np.array(X, dtype=np.float32))
+        rows = np.ascontiguousarray(X, dtype=np.float32)
+    if np.may_share_memory(rows, X) and not (share and rows.flags.writeable):
+        rows = rows.copy()  # a custom encoder might write to its input
+    rows = torch.from_numpy(rows)
     if not all(torch.isfinite(rows[i:i + _STATS_CHUNK]).all()
                for i in range(0, rows.shape[0], _STATS_CHUNK)):
         raise ValueError(

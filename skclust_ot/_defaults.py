@@ -51,3 +51,8 @@ PREDICT_CHUNK = 8192
 
 #: Default architecture of ``encoder="mlp"`` (overridden by ``encoder_kwargs``).
 MLP_DEFAULTS = {"hidden_dims": (256,), "embedding_dim": 64, "dropout": 0.0}
+
+#: A distributed fit's collectives after its first rendezvous give up after
+#: this many seconds: a rank that failed mid-training is reported on every
+#: rank within about this time, instead of after the default group's timeout.
+DISTRIBUTED_TIMEOUT_S = 45

@@ -18,11 +18,12 @@ from sklearn.base import (
 from sklearn.utils.validation import validate_data
 from torch import nn
 
+from . import _defaults as defaults
 from ._builders import build_module, build_net, build_pseudo_labeler, fit_preprocessing
 from ._checks import check_memory, check_params_vs_input, float32_rows, resolve_device
 from ._config import OPTIMIZERS, draw_seed, resolve_config
 from ._inference import InferenceMixin
-from ._parallel import Shards, check_same_shape, collectively, communicator
+from ._parallel import Shards, agree_on_failure, check_same_shape, collectively, communicator
 from ._sklearn_compat import Interval, Options, StrOptions, _fit_context
 from ._start import STARTS, StartData, fit_module_to_start, landmark_rows, restrict_graph
 from .exceptions import ConvergenceWarning, _external_stacklevel
@@ -423,10 +424,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         previous = {name: self.__dict__[name] for name in _INPUT_STATE if name in self.__dict__}
         try:
             X, shards, device, config = self._prepare_fit(X)
-            fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-            with torch.random.fork_rng(devices=fork_devices):
-                torch.manual_seed(config.seed)
-                net, labeler = self._train(X, shards, device, config)
+            net, labeler = self._train_in_step(X, shards, device, config)
         except BaseException:
             for name in _INPUT_STATE:  # validation set these before training
                 self.__dict__.pop(name, None)
@@ -434,6 +432,22 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
             raise
         self._set_fitted_state(X, net, labeler, device)
         return self
+
+    def _train_in_step(self, X, shards, device, config):
+        """``_train`` under the fit's seed; distributed, over a group with a short
+        timeout, so that a failure on one rank is raised on every rank."""
+        training = shards.for_training(defaults.DISTRIBUTED_TIMEOUT_S)
+        fork_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+        try:
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(config.seed)
+                result = self._train(X, training, device, config)
+        except Exception as exc:
+            if shards.comm is None:
+                raise
+            agree_on_failure(shards.comm, exc, "training")  # raises on every rank
+        training.release()
+        return result
 
     def _prepare_fit(self, X):
         """Validated data, where its rows live, the device and the resolved configuration."""
@@ -457,21 +471,27 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         """
         progress = _PhaseLog(self.verbose if shards.rank == 0 else 0)
         with progress("input statistics and scaling"):
-            local_rows = shards.collectively(float32_rows, X)
+            # the package's own encoders never write to their input: no copy
+            local_rows = shards.collectively(float32_rows, X, share=isinstance(self.encoder, str))
             rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
             # the statistics see the caller's values: float64 input keeps its precision
             stats_data = X if shards.comm is None else rows.numpy()
             preprocessing = fit_preprocessing(self.standardize, stats_data, config.seed)
             module = build_module(self, preprocessing, rows[:2], device)
-            features = preprocessing.apply(rows).reshape(rows.shape[0], -1).to(device)
+            def scaled(part):  # the space k-means and the kNN graphs see
+                return preprocessing.apply(part).reshape(part.shape[0], -1).to(device)
+
+            # a start on landmarks without a graph of all rows needs no scaled copy of X
+            features = scaled(rows) if config.build_graph or config.start_rows is None \
+                else None
         graph = None
         if config.build_graph:
             with progress(f"kNN graph ({config.graph_neighbors} neighbours)"):
                 graph = knn_graph(features, config.graph_neighbors, sigma=self.sigma,
                                   random_state=config.seed).coalesce()
-        with progress(f"start: {config.init} partition"
-                      + (f" of {config.start_rows} landmarks" if config.start_rows else "")):
-            partition = self._start_partition(features, graph, config)
+        with progress(f"start: {config.init} partition" if config.start_rows is None
+                      else f"start: {config.init} on {config.start_rows} landmarks"):
+            partition = self._start_partition(rows, features, graph, config, scaled)
         if partition is not None:
             with progress("start: network fitted to it"):
                 fit_module_to_start(module, rows, partition, self.n_clusters, device,
@@ -502,17 +522,19 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         # unpickles on a CPU-only machine.
         net.neighbors = None
         net.neighbor_data = None
+        net.ddp_group = None  # a process group: never pickled
         net.views_ = net.views
         return net, labeler
 
-    def _start_partition(self, features, graph, config):
-        """The start strategy's partition: of all rows, or of a landmark sample
-        with its own kNN graph (``config.start_rows``)."""
+    def _start_partition(self, rows, features, graph, config, scaled):
+        """The start strategy's partition: of all rows (``features``, their scaled
+        copy), or of a landmark sample of ``rows`` (scaled by ``scaled``) with
+        its own kNN graph (``config.start_rows``)."""
         start = STARTS[config.init]
         if config.start_rows is None:
             return start(StartData(features, graph), self.n_clusters, config.seed)
-        picked = landmark_rows(features.shape[0], config.start_rows, config.seed)
-        sample = features[torch.from_numpy(picked).to(features.device)]
+        picked = landmark_rows(rows.shape[0], config.start_rows, config.seed)
+        sample = scaled(rows[torch.from_numpy(picked)])
         sample_graph = knn_graph(sample, config.start_neighbors, sigma=self.sigma,
                                  method="exact", random_state=config.seed).coalesce()
         partition = start(StartData(sample, sample_graph), self.n_clusters, config.seed)

@@ -160,8 +160,9 @@ def _training_phases(config, params, n_local, n_features, n_clusters, n_views,
                  "row → block position": n_local * _I64}
         items.update(_solver_items(m, K, semantic, k, "block"))
         phases = {"training": items}
-        if semantic:
-            kept = config.n_blocks * m * min(k, m - 1) * _EDGE
+        if semantic:  # all blocks' graphs when epochs come back to them, else one
+            n_kept = config.n_blocks if config.n_blocks < params.max_epochs else 1
+            kept = n_kept * m * min(k, m - 1) * _EDGE
             items["block kNN graphs (kept)"] = kept
             phases["block kNN graph"] = {
                 "block kNN graphs (kept)": kept,

@@ -7,13 +7,17 @@ skorch arguments of a rank) and gets the single-process answer when there
 is no communicator.
 """
 
+import builtins
+import datetime
+
 import numpy as np
 import torch
 
 from .nn import BlockSampler, PaddedShuffleSampler
 from .ot import Communicator
 
-__all__ = ["Shards", "check_same_shape", "collectively", "communicator", "row_blocks"]
+__all__ = ["Shards", "agree_on_failure", "check_same_shape", "collectively", "communicator",
+           "row_blocks", "training_communicator"]
 
 # rank r's sampler seed is seed + this * (r + 1): distinct streams per rank
 _RANK_SEED_STRIDE = 104729
@@ -49,6 +53,56 @@ def communicator():
             "torch.distributed.init_process_group(...) in every process first (e.g. "
             "in a script launched with torchrun), or set distributed=False."
         ) from exc
+
+
+def training_communicator(comm, timeout_s):
+    """A fresh group over ``comm``'s ranks whose collectives give up after ``timeout_s``.
+
+    A fit's collectives after its first rendezvous run over this group: the
+    ranks are then in step, so a rank that waits longer than ``timeout_s``
+    in one collective waits for a rank that failed (or died), and its
+    collective raises instead of waiting for the default group's timeout
+    (30 minutes for gloo). The first rendezvous of a fit keeps the default
+    group, so that ranks that reach ``fit`` at different times (one loads
+    its shard more slowly) do not time out.
+    """
+    group = torch.distributed.new_group(timeout=datetime.timedelta(seconds=timeout_s))
+    return Communicator(group=group, device=comm.device)
+
+
+def _is_communication_error(error):
+    """Whether ``error`` is a collective that failed or timed out (not a root cause)."""
+    backend_error = getattr(torch.distributed, "DistBackendError", ())
+    text = str(error)
+    return isinstance(error, backend_error) or (
+        isinstance(error, RuntimeError)
+        and any(s in text for s in ("Timed out", "timed out", "Connection closed",
+                                    "Connection reset", "Broken pipe")))
+
+
+def agree_on_failure(comm, error, stage):
+    """Every rank of a failed fit raises the root cause, whichever rank it came from.
+
+    Called on every rank whose fit failed inside its collectives (over
+    ``comm``, the default group: the training group may be broken). A rank
+    whose own error is a root cause re-raises it; a rank whose own error is
+    a failed or timed-out collective raises the first root cause of
+    another rank instead, as ``"rank r failed during <stage>: ..."``
+    (chained to its own error), or its own error when no rank has one.
+    """
+    mine = None if _is_communication_error(error) else (type(error).__name__, str(error))
+    gathered = [None] * comm.world_size
+    torch.distributed.all_gather_object(gathered, mine, group=comm.group)
+    if mine is not None:
+        raise error
+    cause = next(((r, info) for r, info in enumerate(gathered) if info is not None), None)
+    if cause is None:
+        raise error
+    rank, (name, message) = cause
+    cls = getattr(builtins, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = RuntimeError
+    raise cls(f"rank {rank} failed during {stage}: {name}: {message}") from error
 
 
 def check_same_shape(comm, sample_shape):
@@ -138,11 +192,24 @@ class Shards:
         return {
             "batch_size": max(1, batch_size // self.world_size),
             "ddp": True,
+            "ddp_group": self.comm.group,
             "iterator_train__shuffle": False,
             "iterator_train__sampler": PaddedShuffleSampler(
                 self.n_local, length, seed + _RANK_SEED_STRIDE * (self.rank + 1)),
             "verbose": verbose if self.rank == 0 else 0,
         }
+
+    def for_training(self, timeout_s):
+        """These shards over a fresh group with a ``timeout_s`` collective timeout
+        (see :func:`training_communicator`); themselves for one process."""
+        if self.comm is None:
+            return self
+        return Shards(training_communicator(self.comm, timeout_s), self.n_local)
+
+    def release(self):
+        """Destroy the group of :meth:`for_training` (a no-op for the default group)."""
+        if self.comm is not None and self.comm.group is not None:
+            torch.distributed.destroy_process_group(self.comm.group)
 
     def finish(self, net):
         """Average buffers over the ranks and unwrap the DDP module."""

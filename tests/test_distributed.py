@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from skorch.callbacks import Callback
 
 from skclust_ot import SP2OTClustering
 from skclust_ot.ot import Communicator, knn_graph, p2ot, p2ot_distributed, sp2ot, \
@@ -219,6 +220,47 @@ def test_an_error_on_one_rank_is_raised_on_all(tmp_path):
     assert results[1]["solver"].startswith("rank 0 failed:")
     assert "epsilon" in results[1]["param"]
     assert results[0]["param"].startswith("rank 1 failed:") and "epsilon" in results[0]["param"]
+    assert results[0]["after"] == results[1]["after"] == [1, 2]
+
+
+class _FailOnRankOne(Callback):
+    """Raises on rank 1 only, at the end of the second epoch (mid-training)."""
+
+    def on_epoch_end(self, net, **kwargs):
+        if dist.get_rank() == 1 and len(net.history) == 2:
+            raise RuntimeError("boom on rank 1")
+
+
+MID_TRAINING_TIMEOUT_S = 10
+
+
+def _mid_training_error_body(rank):
+    import skclust_ot._defaults as defaults
+
+    defaults.DISTRIBUTED_TIMEOUT_S = MID_TRAINING_TIMEOUT_S  # the default is 45 s
+    X, _ = _blobs()
+    local = X[:SHARD] if rank == 0 else X[SHARD:]
+    start = time.monotonic()
+    try:
+        SP2OTClustering(distributed=True, callbacks=[_FailOnRankOne()], **FIT).fit(local)
+        out = {"error": None}
+    except RuntimeError as exc:
+        out = {"error": str(exc), "cause": repr(exc.__cause__)}
+    out["seconds"] = time.monotonic() - start
+    # the default group still works afterwards
+    out["after"] = Communicator().sizes(rank + 1)
+    return out
+
+
+def test_an_error_on_one_rank_mid_training_reaches_the_others_within_the_timeout(tmp_path):
+    results = run_ranks(tmp_path, _mid_training_error_body)
+    _no_exceptions(results)
+    assert results[1]["error"] == "boom on rank 1"
+    # rank 0 waited in a collective: it gives up after the training group's
+    # timeout (not the default group's 240 s here, 30 min by default) and
+    # raises rank 1's error
+    assert results[0]["error"] == "rank 1 failed during training: RuntimeError: boom on rank 1"
+    assert results[0]["seconds"] < 2 * MID_TRAINING_TIMEOUT_S + 20
     assert results[0]["after"] == results[1]["after"] == [1, 2]
 
 

@@ -223,3 +223,9 @@ def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
 
     assert not memory._approximate_graph(AUTO_EXACT_MAX_SAMPLES, "cpu")
     assert not memory._approximate_graph(10 * AUTO_EXACT_MAX_SAMPLES, "cuda")
+
+
+def test_block_graphs_are_kept_only_when_epochs_come_back_to_them():
+    many_epochs = estimate(100_000, n_clusters=100, max_epochs=50)["training"]
+    few_epochs = estimate(100_000, n_clusters=100, max_epochs=5)["training"]  # 5 blocks
+    assert many_epochs["block kNN graphs (kept)"] == 5 * few_epochs["block kNN graphs (kept)"]

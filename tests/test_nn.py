@@ -17,6 +17,7 @@ from torch import nn
 
 import skclust_ot.nn._pseudo as pseudo_mod
 from skclust_ot.nn import (
+    BlockSampler,
     ClusterModule,
     CosineHead,
     FeatureViews,
@@ -120,6 +121,49 @@ def test_full_targets_view_index_reads_the_shown_samples_rows():
     t1, t2 = lab.targets(index, z[index], z[partners], view_index=[index, partners])
     torch.testing.assert_close(t1, lab.full_targets[0][index])
     torch.testing.assert_close(t2, lab.full_targets[1][partners])
+
+
+@pytest.mark.filterwarnings("ignore::skclust_ot.ot.ConvergenceWarning")  # few MM steps
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_block_refresh_solves_over_the_block_with_its_own_graph(keep, monkeypatch):
+    n = 60
+    gen = torch.Generator().manual_seed(8)
+    feats = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    block = torch.tensor(sorted(torch.randperm(n, generator=gen)[:25].tolist()))
+    built = []
+    real_knn = pseudo_mod.knn_graph
+    monkeypatch.setattr(pseudo_mod, "knn_graph",
+                        lambda *a, **k: built.append(a[0].shape[0]) or real_knn(*a, **k))
+    lab = PseudoLabeler(n, K, scope="full", memory_size=0, epsilon=EPS, kl_weight=1.0,
+                        semantic_weight=0.5, graph_features=feats, n_neighbors=5,
+                        solver_kwargs={**TIGHT, "mm_max_iter": 5}, n_views=1,
+                        keep_block_graphs=keep)
+    z = _logits(25, seed=9, scale=1.0)
+    lab.rho = 0.3
+    lab.refresh([z], rows=block)
+    # the problem of the block alone, with the kNN graph among its rows
+    graph = knn_graph(feats[block], 5, random_state=0)
+    plan, _ = sp2ot(cost_from_logits(z), 0.3, graph, semantic_weight=0.5, epsilon=EPS,
+                    kl_weight=1.0, mm_max_iter=5, **TIGHT)
+    (t,) = lab.targets(block[[3, 0, 7]], z[[3, 0, 7]])  # samples by their index in the data
+    torch.testing.assert_close(t, 25 * plan[[3, 0, 7]], atol=1e-7, rtol=0)
+    with pytest.raises(ValueError, match="outside the refreshed block"):
+        lab.targets(torch.tensor([int(next(i for i in range(n) if i not in block))]), z[:1])
+    lab.refresh([z], rows=block)  # the same block again: its graph is kept, or rebuilt
+    assert built == ([25] if keep else [25, 25])
+    lab.refresh([_logits(n, seed=9)])  # all rows again: no block, every sample has a target
+    assert lab.targets(torch.arange(n), _logits(n, seed=9))[0].shape == (n, K)
+
+
+def test_block_sampler_visits_blocks_in_turn_in_a_fresh_order():
+    blocks = [np.array([0, 2, 4]), np.array([1, 3, 5, 6])]
+    sampler = BlockSampler(blocks, seed=0)
+    assert len(sampler) == 4 and torch.equal(sampler.upcoming(), torch.tensor([0, 2, 4]))
+    epochs = [list(sampler) for _ in range(4)]
+    assert [sorted(e) for e in epochs] == [[0, 2, 4], [1, 3, 5, 6], [0, 2, 4], [1, 3, 5, 6]]
+    again = BlockSampler(blocks, seed=0)
+    assert [list(again) for _ in range(4)] == epochs  # seeded
+    assert len({tuple(list(BlockSampler(blocks, seed=s))) for s in range(10)}) > 1
 
 
 @pytest.mark.filterwarnings("ignore::skclust_ot.ot.ConvergenceWarning")  # few MM steps

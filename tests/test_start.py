@@ -367,9 +367,9 @@ def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_block_by_block(
     seen, refreshed = [], []
     original = SP2OTClustering._start_partition
 
-    def spy(self, features, graph, config):
-        partition = original(self, features, graph, config)
-        seen.append((config.start_rows, partition.rows.copy(), graph))
+    def spy(self, rows, features, graph, config, scaled):
+        partition = original(self, rows, features, graph, config, scaled)
+        seen.append((config.start_rows, partition.rows.copy(), graph, features))
         return partition
 
     refresh = PseudoLabeler.refresh
@@ -382,8 +382,9 @@ def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_block_by_block(
     monkeypatch.setattr(SP2OTClustering, "_start_partition", spy)
     monkeypatch.setattr(PseudoLabeler, "refresh", spy_refresh)
     est = SP2OTClustering(n_clusters=3, max_epochs=6, batch_size=64, random_state=0).fit(X)
-    (start_rows, rows, graph), = seen
-    assert start_rows == 200 and rows.shape == (200,) and graph is None  # no graph of all rows
+    (start_rows, rows, graph, features), = seen
+    assert start_rows == 200 and rows.shape == (200,)
+    assert graph is None and features is None  # no graph, no scaled copy of all rows
     # 600 rows in 5 blocks of 120: each epoch solves over its block and trains on it
     blocks = [r for r, _, _ in refreshed]
     assert [b.numel() for b in blocks] == [120] * 6

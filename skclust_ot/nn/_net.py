@@ -79,10 +79,13 @@ class SP2OTNet(NeuralNet):
         The training inputs, indexed by ``neighbors``.
     ddp : bool, default=False
         Wrap the module in ``torch.nn.parallel.DistributedDataParallel``
-        (the default process group must be initialized): gradients are
-        averaged over the ranks at every step. Buffers (BatchNorm running
+        (over ``ddp_group``): gradients are averaged over the ranks at every
+        step. Buffers (BatchNorm running
         statistics) are not broadcast at each forward; call
         :meth:`finish_ddp` after training to average them and unwrap.
+    ddp_group : torch.distributed.ProcessGroup or None, default=None
+        The process group of ``ddp`` (``None``: the default group, which
+        must be initialized).
     **kwargs
         Passed to :class:`skorch.NeuralNet`.
 
@@ -113,9 +116,10 @@ class SP2OTNet(NeuralNet):
 
     def __init__(self, module, criterion=SoftTargetCrossEntropy, *, views=None,
                  pseudo_labeler=None, neighbor_views=0.0, neighbors=None,
-                 neighbor_data=None, ddp=False, **kwargs):
+                 neighbor_data=None, ddp=False, ddp_group=None, **kwargs):
         super().__init__(module, criterion, **kwargs)
         self.ddp = ddp
+        self.ddp_group = ddp_group
         self.views = views
         self.pseudo_labeler = pseudo_labeler
         self.neighbor_views = neighbor_views
@@ -151,7 +155,8 @@ class SP2OTNet(NeuralNet):
             no_sync = ({"forward_sync_buffers": False}
                        if "forward_sync_buffers" in inspect.signature(ddp).parameters
                        else {"broadcast_buffers": False})
-            self.module_ = ddp(self.module_, device_ids=device_ids, **no_sync)
+            self.module_ = ddp(self.module_, device_ids=device_ids,
+                               process_group=self.ddp_group, **no_sync)
         if self.views is None:
             self.views_ = lambda x: x
         else:

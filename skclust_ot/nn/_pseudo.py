@@ -86,6 +86,10 @@ class PseudoLabeler:
         Weight of the newest plan in the average (``"adaptive"``).
     prior_floor : float, default=0.2
         Smallest prior proportion, in units of ``1 / K`` (``"adaptive"``).
+    keep_block_graphs : bool, default=True
+        Keep each block's kNN graph after its first refresh (a block that
+        comes back reuses it); ``False`` rebuilds it at every visit and
+        holds one block's graph at a time.
     """
 
     def __init__(self, n_samples, n_clusters, *, scope, memory_size, epsilon,
@@ -93,7 +97,7 @@ class PseudoLabeler:
                  graph_transform=None,
                  n_neighbors=20, sigma=2.0, solver_kwargs=None, n_views=2, comm=None,
                  n_samples_total=None, index_offset=0, size_prior="uniform",
-                 prior_momentum=0.5, prior_floor=0.2):
+                 prior_momentum=0.5, prior_floor=0.2, keep_block_graphs=True):
         self.n_samples = n_samples
         self.n_clusters = n_clusters
         self.scope = scope
@@ -114,6 +118,7 @@ class PseudoLabeler:
         self.size_prior = size_prior
         self.prior_momentum = prior_momentum
         self.prior_floor = prior_floor
+        self.keep_block_graphs = keep_block_graphs
         self.prior = None
         self.rho = 1.0
         self.full_targets = [None] * n_views
@@ -242,14 +247,17 @@ class PseudoLabeler:
         if self.semantic_weight <= 0 or self.graph_features is None:
             return None
         key = (int(rows[0]), rows.numel())
-        if key not in self._block_graphs:
+        graph = self._block_graphs.get(key)
+        if graph is None:
             feats = self.graph_features[rows]
             if self.graph_transform is not None:
                 feats = self.graph_transform(feats)
             feats = feats.reshape(feats.shape[0], -1)
-            self._block_graphs[key] = knn_graph(feats, self.n_neighbors, sigma=self.sigma,
-                                                random_state=0).coalesce()
-        return self._block_graphs[key]
+            graph = knn_graph(feats, self.n_neighbors, sigma=self.sigma,
+                              random_state=0).coalesce()
+            if self.keep_block_graphs:
+                self._block_graphs[key] = graph
+        return graph
 
     def targets(self, index, *view_logits, view_index=None):
         """Compute the soft targets of a batch, one tensor per view.

@@ -27,6 +27,11 @@ INIT_MAX_ROWS = 20_000
 #: Robust statistics (``standardize="robust"``) come from at most this many rows.
 ROBUST_STATISTICS_MAX_ROWS = 200_000
 
+#: Eigensolver of the spectral start (``sklearn.manifold.spectral_embedding``).
+#: LOBPCG: ARPACK's shift-invert factorization took 287 s on the 20,000-row
+#: kNN graph of sentence embeddings (LOBPCG 0.7 s, the same partitions on
+#: Fashion-MNIST, 13 of 15 tuning cases unchanged; docs/design.md).
+SPECTRAL_EIGEN_SOLVER = "lobpcg"
 #: Neighbour counts of the spectral candidates of the consensus start.
 CONSENSUS_NEIGHBORS = (5, 10, 15, 20, 30)
 

@@ -126,7 +126,8 @@ def _connectivity_embedding(rows, cols, n_samples, n_components, seed):
         # a disconnected graph still gives a usable embedding
         warnings.simplefilter("ignore", UserWarning)
         return _sk_spectral_embedding(adjacency, n_components=n_components,
-                                      drop_first=False, random_state=seed)
+                                      drop_first=False, random_state=seed,
+                                      eigen_solver=defaults.SPECTRAL_EIGEN_SOLVER)
 
 
 def spectral_embedding(graph, n_components, seed):

@@ -102,9 +102,10 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     max_epochs : int, default=50
         Training epochs. ``0`` keeps the start (see ``init``) without any
         training: what the training adds is the difference. An epoch trains
-        on all samples up to 20,000 of them, and on a fresh random subset of
-        20,000 above, so the number of optimizer steps stays bounded; the
-        pseudo-labels are solved over all samples at every epoch.
+        on all samples up to 20,000 of them; above, on one of
+        ``ceil(n_samples / 20,000)`` seeded random blocks of samples in turn
+        (its pseudo-labels solved over that block), so the optimizer steps
+        and the cost of an epoch stay bounded (see ``ot_scope``).
     batch_size : int, default=256
         Mini-batch size (capped at the number of samples).
     lr : float, default=1e-4
@@ -140,7 +141,9 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     sigma : float, default=2.0
         Gaussian kernel width of the graph, ``exp(-d²/(2 σ² n_features))``.
     ot_scope : {"auto", "full", "bank"}, default="auto"
-        ``"full"``: one OT problem over all samples per view per epoch;
+        ``"full"``: one OT problem per view per epoch, over all samples (up
+        to 20,000 of them; distributed fits at any size) or over the block
+        the epoch trains on, with the kNN graph among the block's samples;
         ``"bank"``: per step over a memory bank of recent logits (less
         memory: no N × ``n_clusters`` plan; far more solver time).
         ``"auto"`` is ``"full"``.
@@ -162,12 +165,13 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         Probability that a sample's second training view shows one of its
         ``n_neighbors`` nearest neighbours (in the scaled input space)
         instead of itself, each supervised by the other's pseudo-label
-        (neighbour consistency). Used with the ``"full"`` OT scope.
+        (neighbour consistency). Used with the ``"full"`` OT scope, on one
+        process up to 20,000 samples (it needs the kNN graph of all samples).
     init : {"auto", "kmeans", "spectral", "random"}, default="auto"
         How training starts (the strategies of ``skclust_ot._start``).
-        ``"auto"``: ``"spectral"``. ``"kmeans"``: k-means in the scaled input space, and
-        the head fitted to reproduce that partition (prevents lost
-        clusters). ``"spectral"``: the encoder is first taught the spectral
+        ``"auto"``: ``"spectral"``. ``"kmeans"``: k-means in the scaled
+        input space, and the head fitted to reproduce that partition
+        (prevents lost clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
         the head is fitted to spectral clustering's partition; with fewer
         than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``. Above

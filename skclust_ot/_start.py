@@ -125,9 +125,16 @@ def _connectivity_embedding(rows, cols, n_samples, n_components, seed):
     with warnings.catch_warnings():
         # a disconnected graph still gives a usable embedding
         warnings.simplefilter("ignore", UserWarning)
-        return _sk_spectral_embedding(adjacency, n_components=n_components,
-                                      drop_first=False, random_state=seed,
-                                      eigen_solver=defaults.SPECTRAL_EIGEN_SOLVER)
+        try:
+            return _sk_spectral_embedding(adjacency, n_components=n_components,
+                                          drop_first=False, random_state=seed,
+                                          eigen_solver=defaults.SPECTRAL_EIGEN_SOLVER)
+        except (ValueError, np.linalg.LinAlgError):
+            # LOBPCG fails on some tiny graphs (scikit-learn raises a bare
+            # ValueError); ARPACK handles them
+            return _sk_spectral_embedding(adjacency, n_components=n_components,
+                                          drop_first=False, random_state=seed,
+                                          eigen_solver="arpack")
 
 
 def spectral_embedding(graph, n_components, seed):

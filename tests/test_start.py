@@ -397,3 +397,25 @@ def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_block_by_block(
     again = SP2OTClustering(n_clusters=3, max_epochs=6, batch_size=64, random_state=0).fit(X)
     np.testing.assert_array_equal(again.labels_, est.labels_)
     np.testing.assert_array_equal(seen[1][1], rows)
+
+
+def test_the_spectral_embedding_falls_back_to_arpack_where_lobpcg_fails(monkeypatch):
+    import skclust_ot._start as start
+
+    features, _ = moons(120)
+    graph = knn_graph(features, 10).coalesce()
+    expected = spectral_embedding(graph, 2, 0)  # LOBPCG succeeds here
+    real, solvers = start._sk_spectral_embedding, []
+
+    def lobpcg_fails(*args, eigen_solver=None, **kwargs):
+        solvers.append(eigen_solver)
+        if eigen_solver == "lobpcg":
+            raise ValueError  # as scikit-learn's LOBPCG path does on some tiny graphs
+        return real(*args, eigen_solver=eigen_solver, **kwargs)
+
+    monkeypatch.setattr(start, "_sk_spectral_embedding", lobpcg_fails)
+    fallback = spectral_embedding(graph, 2, 0)
+    assert solvers == ["lobpcg", "arpack"] and fallback.shape == expected.shape
+    # both span the same leading eigenvectors: the same two-moons partition
+    labels = [KMeans(2, n_init=10, random_state=0).fit_predict(e) for e in (expected, fallback)]
+    assert adjusted_rand_score(*labels) == 1.0

@@ -27,6 +27,7 @@ from ._parallel import Shards, agree_on_failure, check_same_shape, collectively,
 from ._sklearn_compat import Interval, Options, StrOptions, _fit_context
 from ._start import STARTS, StartData, fit_module_to_start, landmark_rows, restrict_graph
 from .exceptions import ConvergenceWarning, _external_stacklevel
+from .nn import BlockSampler
 from .ot import knn_graph
 
 __all__ = ["SP2OTClustering", "VARIANTS"]
@@ -527,6 +528,8 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         net.neighbors = None
         net.neighbor_data = None
         net.ddp_group = None  # a process group: never pickled
+        if isinstance(getattr(net, "iterator_train__sampler", None), BlockSampler):
+            net.iterator_train__sampler = None  # N indices: not worth pickling
         net.views_ = net.views
         return net, labeler
 

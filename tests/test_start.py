@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import pickle
 import warnings
 
 import numpy as np
@@ -396,6 +397,10 @@ def test_above_the_limits_the_fit_starts_on_landmarks_and_trains_block_by_block(
     assert adjusted_rand_score(y, est.labels_) > 0.98
     again = SP2OTClustering(n_clusters=3, max_epochs=6, batch_size=64, random_state=0).fit(X)
     np.testing.assert_array_equal(again.labels_, est.labels_)
+    # the fitted model keeps no per-row block indices (nor block graphs)
+    assert est.net_.iterator_train__sampler is None
+    assert est.net_.pseudo_labeler._block_graphs == {}
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(est)).predict(X), est.labels_)
     np.testing.assert_array_equal(seen[1][1], rows)
 
 

@@ -61,6 +61,8 @@ THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 import numpy as np  # noqa: E402
 
+from _scale_common import _reset_peak, _status  # noqa: E402 -- Linux peak-memory helpers
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / ".cache"
 RESULTS = CACHE / "knn_results.json"
@@ -109,24 +111,6 @@ def load(case, n=None):
         np.save(path, synthetic() if case == "synthetic" else fashion())
     x = np.load(path)
     return np.ascontiguousarray(x[:n]) if n else x
-
-
-# ----------------------------------------------------------------------------- memory
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # ----------------------------------------------------------------------------- methods
@@ -212,9 +196,9 @@ def build(method, x, k, nprobe):
 def worker(method, case, k, n, nprobe, out):
     x = load(case, n)
     _reset_peak()
-    baseline = _status("VmRSS")
+    baseline = _status()["VmRSS"]
     seconds, idx, notes = build(method, x, k, nprobe)
-    peak = _status("VmHWM") - baseline
+    peak = (_status()["VmHWM"] - baseline) * 1024  # KiB -> bytes
     np.save(out, np.asarray(idx, dtype=np.int64))
     print(json.dumps({"seconds": seconds, "peak_extra_bytes": peak, "notes": notes}))
 

@@ -268,14 +268,11 @@ def _render_time(data, records):
                 steps = str(r["steps_per_epoch"])
                 per_row = f"{1e6 * r['epoch_seconds_median'] / r['n_samples']:.1f}"
             extra = r.get("extra_mb")
+            memory = "— | —" if extra is None else f"{extra:.0f} | {extra / r['input_mb']:.2f}"
             lines.append(
                 f"| {case} | {r['n_samples']:,} | {r['n_features']} | {method} "
                 f"| {r['fit_seconds']:.1f} | {ratio} | {epoch} | {steps} | {per_row} "
-                f"| {extra:.0f} | {extra / r['input_mb']:.2f} | {r['nmi']:.3f} | {r['ari']:.3f} |"
-                if extra is not None else
-                f"| {case} | {r['n_samples']:,} | {r['n_features']} | {method} "
-                f"| {r['fit_seconds']:.1f} | {ratio} | {epoch} | {steps} | {per_row} "
-                f"| — | — | {r['nmi']:.3f} | {r['ari']:.3f} |")
+                f"| {memory} | {r['nmi']:.3f} | {r['ari']:.3f} |")
     phases = [r for r in records if r["method"] == "SP2OT" and r.get("ok") and r.get("phases")]
     if phases:
         lines += ["", "SP2OT set-up phases (seconds; the rest of the fit is the epochs and "

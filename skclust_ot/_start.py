@@ -13,6 +13,7 @@ are fitted so that its argmax gives the start's labels.
 Nothing here trains on pseudo-labels; each function can be tested alone.
 """
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -125,16 +126,15 @@ def _connectivity_embedding(rows, cols, n_samples, n_components, seed):
     with warnings.catch_warnings():
         # a disconnected graph still gives a usable embedding
         warnings.simplefilter("ignore", UserWarning)
+        embed = functools.partial(_sk_spectral_embedding, adjacency,
+                                  n_components=n_components, drop_first=False,
+                                  random_state=seed)
         try:
-            return _sk_spectral_embedding(adjacency, n_components=n_components,
-                                          drop_first=False, random_state=seed,
-                                          eigen_solver=defaults.SPECTRAL_EIGEN_SOLVER)
+            return embed(eigen_solver=defaults.SPECTRAL_EIGEN_SOLVER)
         except (ValueError, np.linalg.LinAlgError):
             # LOBPCG fails on some tiny graphs (scikit-learn raises a bare
             # ValueError); ARPACK handles them
-            return _sk_spectral_embedding(adjacency, n_components=n_components,
-                                          drop_first=False, random_state=seed,
-                                          eigen_solver="arpack")
+            return embed(eigen_solver="arpack")
 
 
 def spectral_embedding(graph, n_components, seed):

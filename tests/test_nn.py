@@ -561,7 +561,8 @@ def test_full_data_pseudo_labels_refresh_once_per_epoch_in_eval_mode():
     refreshed = []
     real_refresh = labeler.refresh
 
-    def refresh(view_logits):
+    def refresh(view_logits, rows=None):
+        assert rows is None  # no BlockSampler: every sample, every epoch
         refreshed.append({"rho": labeler.rho, "logits": [z.clone() for z in view_logits],
                           "state": copy.deepcopy(net.module_.state_dict())})
         real_refresh(view_logits)

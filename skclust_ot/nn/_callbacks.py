@@ -98,11 +98,7 @@ class FullDataPseudoLabels(Callback):
                 Xi = Xi.to(net.device)
                 for view in range(labeler.n_views):
                     logits[view].append(module(net.views_(Xi)))
-        logits = [torch.cat(z) for z in logits]
-        if rows is None:
-            labeler.refresh(logits)
-        else:
-            labeler.refresh(logits, rows=rows)
+        labeler.refresh([torch.cat(z) for z in logits], rows=rows)
 
 
 class PseudoLabelStats(Callback):

@@ -219,9 +219,9 @@ class PseudoLabeler:
         rows : array-like of int or None, default=None
             A block of samples (see :class:`~skclust_ot.nn.BlockSampler`):
             the problem is solved over these rows alone, with the kNN graph
-            among them (built from ``graph_features`` on the block's first
-            refresh, then kept), and until the next refresh only these
-            samples have targets. ``None``: all samples, with ``graph``.
+            among them (built from ``graph_features``, and kept for the
+            block's next refresh with ``keep_block_graphs``), and until the
+            next refresh only these samples have targets. ``None``: all samples, with ``graph``.
         """
         graph = self.graph
         self._position = None

@@ -58,6 +58,7 @@ PREDICT_CHUNK = 8192
 MLP_DEFAULTS = {"hidden_dims": (256,), "embedding_dim": 64, "dropout": 0.0}
 
 #: A distributed fit's collectives after its first rendezvous give up after
-#: this many seconds: a rank that failed mid-training is reported on every
-#: rank within about this time, instead of after the default group's timeout.
+#: this many seconds: a rank that hangs mid-training is reported on every
+#: rank within about this time, instead of after the default group's timeout
+#: (a rank that raises closes the group at once: ``Shards.abandon``).
 DISTRIBUTED_TIMEOUT_S = 45

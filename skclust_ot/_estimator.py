@@ -450,6 +450,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         except Exception as exc:
             if shards.comm is None:
                 raise
+            training.abandon(exc)  # ranks waiting on this one fail now, not at the timeout
             agree_on_failure(shards.comm, exc, "training")  # raises on every rank
         training.release()
         return result

@@ -8,7 +8,10 @@ is no communicator.
 """
 
 import builtins
+import contextlib
 import datetime
+import gc
+import traceback
 
 import numpy as np
 import torch
@@ -60,9 +63,10 @@ def training_communicator(comm, timeout_s):
 
     A fit's collectives after its first rendezvous run over this group: the
     ranks are then in step, so a rank that waits longer than ``timeout_s``
-    in one collective waits for a rank that failed (or died), and its
-    collective raises instead of waiting for the default group's timeout
-    (30 minutes for gloo). The first rendezvous of a fit keeps the default
+    in one collective waits for a rank that hangs, and its collective
+    raises instead of waiting for the default group's timeout (30 minutes
+    for gloo); a rank that raises closes the group at once
+    (:meth:`Shards.abandon`), which fails the others' collectives sooner. The first rendezvous of a fit keeps the default
     group, so that ranks that reach ``fit`` at different times (one loads
     its shard more slowly) do not time out.
     """
@@ -210,6 +214,26 @@ class Shards:
         """Destroy the group of :meth:`for_training` (a no-op for the default group)."""
         if self.comm is not None and self.comm.group is not None:
             torch.distributed.destroy_process_group(self.comm.group)
+
+    def abandon(self, error):
+        """Close the group of :meth:`for_training` after ``error`` ended the fit on this rank.
+
+        At once, before the ranks agree on the failure: the group is freed
+        (its sockets close only when nothing refers to it any more, so the
+        locals of the failed frames, which hold the network and its DDP
+        wrapper, are cleared from ``error``'s traceback), and a rank blocked
+        on this one in a collective fails now ("Connection closed by peer")
+        instead of at the group's timeout. No rank keeps a group with a broken
+        collective until the interpreter exits. A failure to release is
+        secondary to ``error`` and is not reported.
+        """
+        if self.comm is None:
+            return
+        traceback.clear_frames(error.__traceback__)
+        with contextlib.suppress(Exception):
+            self.release()
+        self.comm = None
+        gc.collect()  # the network's reference cycles hold the group too
 
     def finish(self, net):
         """Average buffers over the ranks and unwrap the DDP module."""

@@ -226,15 +226,20 @@ def test_an_error_on_one_rank_is_raised_on_all(tmp_path):
 class _FailOnRankOne(Callback):
     """Raises on rank 1 only, at the end of the second epoch (mid-training)."""
 
+    def __init__(self, raised_at):
+        self.raised_at = raised_at  # a file: when rank 1 raised (wall clock)
+
     def on_epoch_end(self, net, **kwargs):
         if dist.get_rank() == 1 and len(net.history) == 2:
+            with open(self.raised_at, "w") as fh:
+                fh.write(repr(time.time()))
             raise RuntimeError("boom on rank 1")
 
 
 MID_TRAINING_TIMEOUT_S = 10
 
 
-def _mid_training_error_body(rank):
+def _mid_training_error_body(rank, raised_at):
     import skclust_ot._defaults as defaults
 
     defaults.DISTRIBUTED_TIMEOUT_S = MID_TRAINING_TIMEOUT_S  # the default is 45 s
@@ -242,24 +247,29 @@ def _mid_training_error_body(rank):
     local = X[:SHARD] if rank == 0 else X[SHARD:]
     start = time.monotonic()
     try:
-        SP2OTClustering(distributed=True, callbacks=[_FailOnRankOne()], **FIT).fit(local)
+        SP2OTClustering(distributed=True, callbacks=[_FailOnRankOne(raised_at)],
+                        **FIT).fit(local)
         out = {"error": None}
     except RuntimeError as exc:
         out = {"error": str(exc), "cause": repr(exc.__cause__)}
     out["seconds"] = time.monotonic() - start
+    out["caught_at"] = time.time()
     # the default group still works afterwards
     out["after"] = Communicator().sizes(rank + 1)
     return out
 
 
 def test_an_error_on_one_rank_mid_training_reaches_the_others_within_the_timeout(tmp_path):
-    results = run_ranks(tmp_path, _mid_training_error_body)
+    raised_at = tmp_path / "raised_at"
+    results = run_ranks(tmp_path, _mid_training_error_body, str(raised_at))
     _no_exceptions(results)
     assert results[1]["error"] == "boom on rank 1"
-    # rank 0 waited in a collective: it gives up after the training group's
-    # timeout (not the default group's 240 s here, 30 min by default) and
-    # raises rank 1's error
+    # rank 0 waited in a collective over the training group, which rank 1
+    # closed as it failed: rank 0's collective fails at once (not after the
+    # training group's timeout, nor the default group's 240 s here, 30 min by
+    # default) and rank 0 raises rank 1's error
     assert results[0]["error"] == "rank 1 failed during training: RuntimeError: boom on rank 1"
+    assert results[0]["caught_at"] - float(raised_at.read_text()) < MID_TRAINING_TIMEOUT_S
     assert results[0]["seconds"] < 2 * MID_TRAINING_TIMEOUT_S + 20
     assert results[0]["after"] == results[1]["after"] == [1, 2]
 

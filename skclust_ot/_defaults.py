@@ -6,10 +6,11 @@ no module has to import a constant back from the estimator. The reasons they
 have these values are in ``docs/design.md`` ("Defaults and budgets").
 """
 
-#: An epoch trains on at most this many rows: all of them up to this size, a
-#: fresh random subset of this size above it. The pseudo-labels are still
-#: solved over all rows at every epoch, so an epoch costs O(N) forward
-#: passes and one solve, plus a bounded number of optimizer steps.
+#: An epoch trains on at most this many rows: all of them up to this size;
+#: above it, in one process, one of ``ceil(N / EPOCH_MAX_ROWS)`` seeded random
+#: blocks in turn, whose pseudo-labels are solved over the block alone (a
+#: distributed fit: a fresh random subset, with one sharded solve over all
+#: rows). So an epoch's cost in one process does not grow with N.
 EPOCH_MAX_ROWS = 20_000
 #: The graph-aware starts (spectral, consensus) run on all rows up to this
 #: many, and above it on a seeded random sample of this many rows (landmarks,

@@ -890,3 +890,61 @@ def test_epoch_table_has_no_colour_codes_off_a_terminal_and_readable_numbers(cap
     assert "\x1b[" not in out  # captured stdout is not a terminal
     assert "0.0000" not in out and "0.0001" in out  # lr 1e-4, four significant digits
     assert "kNN graph" in out and "start: spectral partition" in out  # set-up phases
+
+
+# --------------------------------------------------------------------------- #
+# the batch-indexing iterator
+# --------------------------------------------------------------------------- #
+def _skorch_batches(net, dataset, training):
+    from skorch import NeuralNet
+
+    return [(Xi.clone(), yi.clone()) for Xi, yi in NeuralNet.get_iterator(net, dataset, training)]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("make_X", [lambda X: X, lambda X: X.numpy()])
+@pytest.mark.parametrize("subset", [False, True])
+def test_iterator_gives_skorch_batches_in_skorch_order(training, make_X, subset):
+    from skorch.dataset import Dataset
+
+    X, t1, t2 = _data(n=29)
+    net = _tiny_net(TableLabeler(t1, t2), iterator_train__shuffle=True)
+    dataset = Dataset(make_X(X), torch.arange(29))
+    if subset:
+        dataset = torch.utils.data.Subset(dataset, [3, 1, 4, 15, 9, 2, 6, 28, 5, 3])
+    torch.manual_seed(7)
+    expected = _skorch_batches(net, dataset, training)
+    after_expected = torch.rand(3)
+    torch.manual_seed(7)
+    got = [(Xi, yi) for Xi, yi in net.get_iterator(dataset, training)]
+    assert torch.equal(torch.rand(3), after_expected)  # the same draws of torch's RNG
+    assert len(got) == len(expected) > 1
+    for (Xa, ya), (Xb, yb) in zip(got, expected):
+        assert torch.equal(torch.as_tensor(Xa), torch.as_tensor(Xb)) and torch.equal(ya, yb)
+
+
+def test_iterator_reads_a_batch_with_one_index_and_keeps_a_given_sampler():
+    from skorch.dataset import Dataset
+
+    class CountingDataset(Dataset):
+        calls = 0
+
+        def __getitem__(self, i):
+            type(self).calls += 1
+            return super().__getitem__(i)
+
+    X, t1, t2 = _data(n=20)
+    sampler = BlockSampler([range(0, 20, 2), range(1, 20, 2)], seed=0)
+    net = _tiny_net(TableLabeler(t1, t2), iterator_train__sampler=sampler)
+    dataset = Dataset(X, torch.arange(20))
+    order = list(BlockSampler([range(0, 20, 2), range(1, 20, 2)], seed=0))
+    batches = [yi for _, yi in net.get_iterator(dataset, training=True)]
+    assert torch.cat(batches).tolist() == order  # the sampler's rows, in its order
+    assert [len(b) for b in batches] == [8, 2]
+    # a dataset of another type is read row by row, as skorch does
+    counting = CountingDataset(X, torch.arange(20))
+    assert len(list(net.get_iterator(counting, training=False))) == 3
+    assert CountingDataset.calls == 20
+    # a collate_fn of the user's is kept (skorch's iterator)
+    net = _tiny_net(TableLabeler(t1, t2), iterator_valid__collate_fn=len)
+    assert list(net.get_iterator(dataset, training=False)) == [8, 8, 4]

@@ -3,9 +3,10 @@
 import copy
 import inspect
 
+import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.dataset import unpack_data
+from skorch.dataset import Dataset, unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
@@ -42,6 +43,18 @@ class SoftTargetCrossEntropy(nn.Module):
 
     def forward(self, logits, targets):
         return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _indexable_by_batch(dataset):
+    """Whether ``dataset[list_of_indices]`` is the batch of those rows: a skorch
+    ``Dataset`` (or a ``Subset`` of one) over a dense array or tensor."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    def dense(v):
+        return isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
+
+    return (type(dataset) is Dataset and dense(dataset.X)
+            and (dataset.y is None or dense(dataset.y)))
 
 
 class SP2OTNet(NeuralNet):
@@ -143,6 +156,34 @@ class SP2OTNet(NeuralNet):
         """
         return [(name, EpochTable() if name == "print_log" else cb)
                 for name, cb in super().get_default_callbacks()]
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's iterator, reading each batch of in-memory rows with one index.
+
+        PyTorch's ``DataLoader`` calls the dataset once per row and stacks the
+        rows (1.6 million calls in a default fit on 16,000 rows, about a fifth
+        of its time). Over a skorch ``Dataset`` of arrays or tensors (or a
+        ``Subset`` of one) the loader here samples the same indices in the
+        same order, from the same random stream, and reads the batch ``X[idx]``
+        in one go: the batches are identical. Other datasets, a custom
+        iterator, ``batch_sampler`` or ``collate_fn`` use skorch's as it is.
+        """
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        iterator = self.iterator_train if training else self.iterator_valid
+        if (iterator is not torch.utils.data.DataLoader or not _indexable_by_batch(dataset)
+                or {"batch_sampler", "collate_fn"} & set(kwargs)):
+            return super().get_iterator(dataset, training=training)
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        if batch_size == -1:
+            batch_size = len(dataset)
+        sampler = kwargs.pop("sampler", None)
+        shuffle = kwargs.pop("shuffle", False)
+        if sampler is None:  # as DataLoader builds it (the same draws of torch's RNG)
+            sampler = (torch.utils.data.RandomSampler(dataset, generator=kwargs.get("generator"))
+                       if shuffle else torch.utils.data.SequentialSampler(dataset))
+        batches = torch.utils.data.BatchSampler(sampler, batch_size,
+                                                kwargs.pop("drop_last", False))
+        return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
 
     def initialize_module(self):
         super().initialize_module()

@@ -66,9 +66,10 @@ def training_communicator(comm, timeout_s):
     in one collective waits for a rank that hangs, and its collective
     raises instead of waiting for the default group's timeout (30 minutes
     for gloo); a rank that raises closes the group at once
-    (:meth:`Shards.abandon`), which fails the others' collectives sooner. The first rendezvous of a fit keeps the default
-    group, so that ranks that reach ``fit`` at different times (one loads
-    its shard more slowly) do not time out.
+    (:meth:`Shards.abandon`), which fails the others' collectives sooner.
+    The first rendezvous of a fit keeps the default group, so that ranks
+    that reach ``fit`` at different times (one loads its shard more slowly)
+    do not time out.
     """
     group = torch.distributed.new_group(timeout=datetime.timedelta(seconds=timeout_s))
     return Communicator(group=group, device=comm.device)

@@ -158,15 +158,28 @@ class SP2OTNet(NeuralNet):
                 for name, cb in super().get_default_callbacks()]
 
     def get_iterator(self, dataset, training=False):
-        """skorch's iterator, reading each batch of in-memory rows with one index.
+        """Return skorch's iterator, reading each batch of in-memory rows with one index.
 
         PyTorch's ``DataLoader`` calls the dataset once per row and stacks the
-        rows (1.6 million calls in a default fit on 16,000 rows, about a fifth
-        of its time). Over a skorch ``Dataset`` of arrays or tensors (or a
-        ``Subset`` of one) the loader here samples the same indices in the
-        same order, from the same random stream, and reads the batch ``X[idx]``
-        in one go: the batches are identical. Other datasets, a custom
-        iterator, ``batch_sampler`` or ``collate_fn`` use skorch's as it is.
+        rows (1.6 million calls in a default fit on 16,000 rows). Over a
+        skorch ``Dataset`` of arrays or tensors (or a ``Subset`` of one) the
+        loader here samples the same indices in the same order, from the same
+        random stream, and reads the batch ``X[idx]`` in one go: the batches
+        are identical. Other datasets, a custom iterator, ``batch_sampler`` or
+        ``collate_fn`` use skorch's as it is.
+
+        Parameters
+        ----------
+        dataset : torch.utils.data.Dataset
+            The data to iterate over (usually skorch's ``Dataset``).
+        training : bool, default=False
+            Whether to use the ``iterator_train__*`` or the
+            ``iterator_valid__*`` settings.
+
+        Returns
+        -------
+        torch.utils.data.DataLoader
+            Yields ``(X, y)`` batches.
         """
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         iterator = self.iterator_train if training else self.iterator_valid

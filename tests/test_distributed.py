@@ -38,24 +38,45 @@ def _entry(rank, body, store, out_dir, args):
         result = body(rank, *args)
     except BaseException as exc:  # reported to the parent, which fails the test
         result = {"exception": (type(exc).__name__, str(exc), traceback.format_exc())}
+    # reported before the teardown below, so that the parent can tell a rank
+    # that died in its body from one that died in gloo's teardown
+    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as fh:
+        pickle.dump(result, fh)
     try:
         # leave together: tearing down gloo while the other rank still works
         # can abort the process ("terminate called without an active exception")
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as fh:
-        pickle.dump(result, fh)
 
 
-def run_ranks(tmp_path, body, *args):
-    """Run ``body(rank, *args)`` on two gloo ranks; return their results."""
+def run_ranks(tmp_path, body, *args, teardown_may_abort=False):
+    """Run ``body(rank, *args)`` on two gloo ranks; return their results.
+
+    ``teardown_may_abort``: a rank process that reported its result and was
+    then killed by a signal does not fail the test. Only for a body in which
+    a collective failed: gloo's teardown of a group whose peer closed the
+    connection can abort the process ("terminate called without an active
+    exception", seen in 2 of 4 CI runs of the mid-training error test and
+    in none of 20 runs of it alone). A rank that dies before it reports
+    still fails the test.
+    """
     out_dir = tmp_path / "out"
-    out_dir.mkdir()
+    out_dir.mkdir(parents=True)
     ctx = mp.start_processes(_entry, args=(body, str(tmp_path / "store"), str(out_dir), args),
                              nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT + 60
-    while not ctx.join(timeout=5):
+    while True:
+        try:
+            if ctx.join(timeout=5):
+                break
+        except mp.ProcessExitedException as exc:
+            reported = all((out_dir / f"rank{r}.pkl").exists() for r in range(WORLD))
+            if not (teardown_may_abort and exc.signal_name and reported):
+                raise
+            for p in ctx.processes:  # the other rank may still be in its teardown
+                p.join(timeout=60)
+            break
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
@@ -261,7 +282,8 @@ def _mid_training_error_body(rank, raised_at):
 
 def test_an_error_on_one_rank_mid_training_reaches_the_others_within_the_timeout(tmp_path):
     raised_at = tmp_path / "raised_at"
-    results = run_ranks(tmp_path, _mid_training_error_body, str(raised_at))
+    results = run_ranks(tmp_path, _mid_training_error_body, str(raised_at),
+                        teardown_may_abort=True)
     _no_exceptions(results)
     assert results[1]["error"] == "boom on rank 1"
     # rank 0 waited in a collective over the training group, which rank 1
@@ -272,6 +294,26 @@ def test_an_error_on_one_rank_mid_training_reaches_the_others_within_the_timeout
     assert results[0]["caught_at"] - float(raised_at.read_text()) < MID_TRAINING_TIMEOUT_S
     assert results[0]["seconds"] < 2 * MID_TRAINING_TIMEOUT_S + 20
     assert results[0]["after"] == results[1]["after"] == [1, 2]
+
+
+def _abort_body(rank, when):
+    if rank == 0 and when == "body":
+        os.abort()
+    if rank == 0 and when == "teardown":
+        dist.barrier = os.abort  # this process only: dies in _entry's teardown
+    return {"rank": rank}
+
+
+@pytest.mark.parametrize("when", ["teardown", "body"])
+def test_the_harness_tolerates_an_abort_only_in_teardown_and_only_when_asked(tmp_path, when):
+    with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+        run_ranks(tmp_path / "strict", _abort_body, when)
+    if when == "body":  # died before reporting: fails even when tolerated
+        with pytest.raises(mp.ProcessExitedException, match="SIGABRT"):
+            run_ranks(tmp_path / "tolerant", _abort_body, when, teardown_may_abort=True)
+    else:
+        results = run_ranks(tmp_path / "tolerant", _abort_body, when, teardown_may_abort=True)
+        assert results == [{"rank": 0}, {"rank": 1}]
 
 
 def test_distributed_without_process_group_says_what_to_do():

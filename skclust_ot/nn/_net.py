@@ -45,16 +45,17 @@ class SoftTargetCrossEntropy(nn.Module):
         return -(targets * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
+def _dense(v):
+    return isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
+
+
 def _indexable_by_batch(dataset):
     """Whether ``dataset[list_of_indices]`` is the batch of those rows: a skorch
     ``Dataset`` (or a ``Subset`` of one) over a dense array or tensor."""
     while isinstance(dataset, torch.utils.data.Subset):
         dataset = dataset.dataset
-    def dense(v):
-        return isinstance(v, torch.Tensor) or (isinstance(v, np.ndarray) and v.dtype.kind in "biuf")
-
-    return (type(dataset) is Dataset and dense(dataset.X)
-            and (dataset.y is None or dense(dataset.y)))
+    return (type(dataset) is Dataset and _dense(dataset.X)
+            and (dataset.y is None or _dense(dataset.y)))
 
 
 class SP2OTNet(NeuralNet):

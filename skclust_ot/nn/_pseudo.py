@@ -221,7 +221,8 @@ class PseudoLabeler:
             the problem is solved over these rows alone, with the kNN graph
             among them (built from ``graph_features``, and kept for the
             block's next refresh with ``keep_block_graphs``), and until the
-            next refresh only these samples have targets. ``None``: all samples, with ``graph``.
+            next refresh only these samples have targets. ``None``: all
+            samples, with ``graph``.
         """
         graph = self.graph
         self._position = None

@@ -58,6 +58,42 @@ def _indexable_by_batch(dataset):
             and (dataset.y is None or _dense(dataset.y)))
 
 
+def _take(data, rows):
+    """``data[rows]`` for a dense array or tensor and an int64 index array."""
+    if data is None:
+        return None
+    return data[torch.from_numpy(rows)] if isinstance(data, torch.Tensor) else data[rows]
+
+
+class _BatchRows(torch.utils.data.Dataset):
+    """A skorch ``Dataset`` (under any ``Subset`` layers) read a batch at a time.
+
+    ``self[batch]`` is what ``dataset[batch]`` gives for a list of positions,
+    but the rows are taken with one int64 index array: skorch's indexing
+    goes through scikit-learn's ``_safe_indexing``, which checks the type of
+    every element of a list key (about 1.7 ms per batch of 256, as much as
+    the training step's forward pass on 50 features).
+    """
+
+    def __init__(self, dataset):
+        self.rows = None  # positions in the base dataset; None: the identity
+        while isinstance(dataset, torch.utils.data.Subset):
+            picked = np.asarray(dataset.indices, dtype=np.int64)
+            self.rows = picked if self.rows is None else picked[self.rows]
+            dataset = dataset.dataset
+        self.base = dataset
+        self.length = None if self.rows is None else len(self.rows)
+
+    def __len__(self):
+        return len(self.base) if self.rows is None else self.length
+
+    def __getitem__(self, batch):
+        rows = np.asarray(batch, dtype=np.int64)
+        if self.rows is not None:
+            rows = self.rows[rows]
+        return self.base.transform(_take(self.base.X, rows), _take(self.base.y, rows))
+
+
 class SP2OTNet(NeuralNet):
     """A skorch ``NeuralNet`` whose training step uses OT pseudo-labels.
 
@@ -197,7 +233,8 @@ class SP2OTNet(NeuralNet):
                        if shuffle else torch.utils.data.SequentialSampler(dataset))
         batches = torch.utils.data.BatchSampler(sampler, batch_size,
                                                 kwargs.pop("drop_last", False))
-        return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=batches, **kwargs)
+        return torch.utils.data.DataLoader(_BatchRows(dataset), batch_size=None,
+                                           sampler=batches, **kwargs)
 
     def initialize_module(self):
         super().initialize_module()

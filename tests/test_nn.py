@@ -155,6 +155,55 @@ def test_a_block_refresh_solves_over_the_block_with_its_own_graph(keep, monkeypa
     assert lab.targets(torch.arange(n), _logits(n, seed=9))[0].shape == (n, K)
 
 
+@pytest.mark.filterwarnings("ignore::skclust_ot.ot.ConvergenceWarning")  # few MM steps
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_labeler_symmetrizes_each_graph_it_keeps_once(keep, monkeypatch):
+    from skclust_ot.ot import _sp2ot as sp2ot_mod
+
+    n = 60
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    blocks = [torch.arange(0, 30), torch.arange(30, 60)]
+    calls = []
+    real = sp2ot_mod._symmetrized
+    monkeypatch.setattr(pseudo_mod, "_symmetrized",
+                        lambda g, c: calls.append(g.shape[0]) or real(g, c))
+    lab = PseudoLabeler(n, K, scope="full", memory_size=0, epsilon=EPS, kl_weight=1.0,
+                        semantic_weight=0.5, graph_features=feats, n_neighbors=5,
+                        solver_kwargs={**TIGHT, "mm_max_iter": 5}, n_views=2,
+                        keep_block_graphs=keep)
+    lab.rho = 0.3
+    for epoch in range(4):
+        rows = blocks[epoch % 2]
+        z = [_logits(30, seed=10 + epoch), _logits(30, seed=20 + epoch)]
+        lab.refresh(z, rows=rows)
+        graph = knn_graph(feats[rows], 5, random_state=0)
+        for view in range(2):  # the same plans as solving from scratch
+            plan, _ = sp2ot(cost_from_logits(z[view]), 0.3, graph, semantic_weight=0.5,
+                            epsilon=EPS, kl_weight=1.0, mm_max_iter=5, **TIGHT)
+            torch.testing.assert_close(lab.full_targets[view], 30 * plan, atol=1e-7, rtol=0)
+    # kept graphs: once per block; otherwise once per refresh, shared by its two views
+    assert calls == ([30, 30] if keep else [30] * 4)
+    # a full-data graph (no blocks) is symmetrized once for every refresh
+    calls.clear()
+    lab = _labeler(n, semantic_weight=0.5, graph=knn_graph(feats, 5), n_views=2)
+    lab.rho = 0.3
+    for seed in range(3):
+        lab.refresh([_logits(n, seed=seed), _logits(n, seed=seed + 5)])
+    assert calls == [n]
+
+
+def test_the_private_sp2ot_has_the_public_defaults():
+    import inspect
+
+    from skclust_ot.ot._sp2ot import _sp2ot
+
+    public = inspect.signature(sp2ot).parameters
+    private = inspect.signature(_sp2ot).parameters
+    assert [p.default for p in public.values()] == \
+        [private[name].default for name in public]
+
+
 def test_block_sampler_visits_blocks_in_turn_in_a_fresh_order():
     blocks = [np.array([0, 2, 4]), np.array([1, 3, 5, 6])]
     sampler = BlockSampler(blocks, seed=0)

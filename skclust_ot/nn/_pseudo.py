@@ -18,9 +18,9 @@ from ..ot import (
     knn_graph,
     p2ot,
     p2ot_distributed,
-    sp2ot,
     sp2ot_distributed,
 )
+from ..ot._sp2ot import _sp2ot, _symmetrized
 
 __all__ = ["PseudoLabeler"]
 
@@ -124,6 +124,7 @@ class PseudoLabeler:
         self.full_targets = [None] * n_views
         self._position = None
         self._block_graphs = {}
+        self._symmetric_cache = {}
         self.bank_logits = [None] * n_views
         self.bank_index = None
         self._warm = [None] * n_views
@@ -167,8 +168,9 @@ class PseudoLabeler:
                     plan, log = p2ot_distributed(cost, self.rho, warm_start=warm, group=group,
                                                  **kwargs)
             elif semantic:
-                plan, log = sp2ot(cost, self.rho, graph, semantic_weight=self.semantic_weight,
-                                  mm_max_iter=mm_max_iter, warm_start=warm, **kwargs)
+                plan, log = _sp2ot(cost, self.rho, graph, semantic_weight=self.semantic_weight,
+                                   mm_max_iter=mm_max_iter, warm_start=warm,
+                                   symmetric=self._symmetric, **kwargs)
             else:
                 plan, log = p2ot(cost, self.rho, warm_start=warm, **kwargs)
             n_iter = int(log.get("p2ot_iters", log["n_iter"]))
@@ -180,6 +182,23 @@ class PseudoLabeler:
         self.n_not_converged += int(not log["converged"])
         self.n_mm_not_converged += int(not log.get("mm_converged", True))
         return plan * n_rows
+
+    def _symmetric(self, graph, cost):
+        """``S + S^T`` of ``graph`` as CSR, built once per graph the labeler keeps.
+
+        Kept for ``graph`` and the blocks' kept graphs (their memory again,
+        at most); any other graph's is kept only until the next one, so that
+        the two views of an epoch share it.
+        """
+        hit = self._symmetric_cache.get(id(graph))
+        if hit is not None and hit[0] is graph and hit[1] == (cost.dtype, cost.device):
+            return hit[2]
+        kept = [self.graph] + list(self._block_graphs.values())
+        self._symmetric_cache = {key: entry for key, entry in self._symmetric_cache.items()
+                                 if any(entry[0] is g for g in kept)}
+        sym = _symmetrized(graph, cost)
+        self._symmetric_cache[id(graph)] = (graph, (cost.dtype, cost.device), sym)
+        return sym
 
     def _prior_shift(self, cost):
         """The per-cluster cost shift of the adaptive size prior, or None."""
@@ -349,6 +368,7 @@ class PseudoLabeler:
         self.full_targets = [None] * self.n_views
         self._position = None
         self._block_graphs = {}
+        self._symmetric_cache = {}
         self.bank_logits = [None] * self.n_views
         self.bank_index = None
         self.graph = None

@@ -251,6 +251,20 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
     >>> log["mm_iter"] >= 1, log["objective"][-1] <= log["objective"][0]
     (True, True)
     """
+    return _sp2ot(cost, rho, graph, semantic_weight=semantic_weight, epsilon=epsilon,
+                  kl_weight=kl_weight, max_iter=max_iter, tol=tol, method=method,
+                  mm_max_iter=mm_max_iter, mm_tol=mm_tol, warm_start=warm_start)
+
+
+def _sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
+           max_iter=1000, tol=1e-6, method="auto", mm_max_iter=100, mm_tol=1e-6,
+           warm_start=None, symmetric=_symmetrized):
+    """:func:`sp2ot`, with ``symmetric(graph, cost)`` giving ``S + S^T`` as CSR.
+
+    A caller that solves over the same graph many times (the pseudo-labeler,
+    twice per epoch) passes a ``symmetric`` that caches the CSR matrix, which
+    otherwise is rebuilt (sorted and summed) at every solve.
+    """
     rho, epsilon, kl_weight, max_iter, tol = _check_p2ot_params(
         cost, rho, epsilon, kl_weight, max_iter, tol, method
     )
@@ -270,7 +284,7 @@ def sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
 
     def make_pull_and_objective():
         acc = _accumulation_dtype(cost)
-        sym_graph = _symmetrized(graph, cost)
+        sym_graph = symmetric(graph, cost)
 
         def pull_and_objective(plan, virtual):
             # -lambda_s N <S, Q Q^T> = -(lambda_s / 2) <(S + S^T)(N Q), Q>

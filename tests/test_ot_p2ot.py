@@ -667,3 +667,29 @@ def test_rho_schedule_linear_and_constant():
 def test_rho_schedule_validation(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         rho_schedule(*args, **kwargs)
+
+
+def test_the_numpy_loop_runs_blas_on_one_thread_and_restores_it(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import skclust_ot.ot._p2ot as p2ot_mod
+
+    def blas_threads():
+        return sorted({lib["num_threads"] for lib in threadpool_info()
+                       if lib["user_api"] == "blas"})
+
+    seen = []
+    real = p2ot_mod._solve_scaling
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(p2ot_mod, "_solve_scaling", spy)
+    cost = -torch.log_softmax(torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), 1)
+    with threadpool_limits(2, user_api="blas"):
+        if blas_threads() != [2]:
+            pytest.skip("no BLAS library whose thread count threadpoolctl can set")
+        p2ot(cost, 0.5)
+        assert seen == [[1]]  # inside the loop
+        assert blas_threads() == [2]  # the caller's setting, back after the solve

@@ -1,7 +1,9 @@
 """Tests of the P²OT solver: limiting cases against POT, fixed-point equations,
 robustness, warm starts, warnings, argument validation and the rho schedule."""
 
+import contextlib
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -687,9 +689,22 @@ def test_the_numpy_loop_runs_blas_on_one_thread_and_restores_it(monkeypatch):
 
     monkeypatch.setattr(p2ot_mod, "_solve_scaling", spy)
     cost = -torch.log_softmax(torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), 1)
+    import skclust_ot.ot._backend as backend
+
+    class ControlsNothing:  # as a controller built before a BLAS was loaded
+        def limit(self, **kwargs):
+            return contextlib.nullcontext()
+
+    # a controller older than the last import is rebuilt (an import may load
+    # another BLAS); one built since is kept
+    monkeypatch.setattr(backend, "_BLAS_CONTROLLER",
+                        {"controller": ControlsNothing(), "modules": len(sys.modules) - 1})
     with threadpool_limits(2, user_api="blas"):
         if blas_threads() != [2]:
             pytest.skip("no BLAS library whose thread count threadpoolctl can set")
         p2ot(cost, 0.5)
-        assert seen == [[1]]  # inside the loop
+        assert seen == [[1]]  # inside the loop, every BLAS loaded
         assert blas_threads() == [2]  # the caller's setting, back after the solve
+    kept = backend._BLAS_CONTROLLER["controller"]
+    p2ot(cost, 0.5)
+    assert backend._BLAS_CONTROLLER["controller"] is kept

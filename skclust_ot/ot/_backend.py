@@ -44,16 +44,24 @@ def _safe_exp(x):
         return math.inf
 
 
-_BLAS_CONTROLLER = []
+_BLAS_CONTROLLER = {}
 
 
 def _blas_controller():
-    """threadpoolctl's controller of the BLAS libraries loaded (built once: ~0.4 ms)."""
-    if not _BLAS_CONTROLLER:
+    """threadpoolctl's controller of the BLAS libraries loaded.
+
+    Building one scans the process's shared libraries (~0.4 ms), so it is
+    kept, and rebuilt whenever Python has imported modules since: an
+    import (SciPy's linear algebra, say) may load another BLAS.
+    """
+    import sys
+
+    if _BLAS_CONTROLLER.get("modules") != len(sys.modules):
         from threadpoolctl import ThreadpoolController
 
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0]
+        _BLAS_CONTROLLER["controller"] = ThreadpoolController()
+        _BLAS_CONTROLLER["modules"] = len(sys.modules)
+    return _BLAS_CONTROLLER["controller"]
 
 
 class NumpyBackend:

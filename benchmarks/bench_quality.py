@@ -409,6 +409,51 @@ def headline_lines(results, agg, halves, where):
     return "\n".join(lines)
 
 
+KIND_METHODS = ["SP2OT", "start", "KMeans", "Spectral"]
+
+
+def kinds_table(results, agg, halves, where):
+    """Mean BA / F1 per kind of data and half, SP2OT beside its start and two baselines.
+
+    A default that helps one kind and hurts another shows here before it
+    hides in the mean over all cases. A method's cell averages the cases of
+    that kind where it ran; '(m/n)' marks a method missing on some of them.
+    """
+    kinds = sorted({KIND.get(c, "?") for c in agg})
+    methods = [m for m in KIND_METHODS if any(m in agg[c] for c in agg)]
+    head = ["kind", "half", "cases"] + [f"{m} BA / F1" for m in methods]
+    if "SP2OT" in methods and "KMeans" in methods:
+        head.append("SP2OT − KMeans (BA / F1)")
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"]
+    for kind in kinds:
+        for h in halves:
+            cases = [c for c in agg if where[c] == h and KIND.get(c, "?") == kind]
+            if not cases:
+                continue
+            row = [kind, h, str(len(cases))]
+            means = {}
+            for m in methods:
+                st = _method_stats(results, agg, cases, m)
+                mark = "" if len(st["present"]) == len(cases) else \
+                    f" ({len(st['present'])}/{len(cases)})"
+                means[m] = (st["balanced_accuracy"], st["macro_f1"], st["present"])
+                row.append(f"{_fmt(st['balanced_accuracy'])} / {_fmt(st['macro_f1'])}{mark}"
+                           if st["present"] else "—")
+            if "SP2OT − KMeans (BA / F1)" in head:
+                both = [c for c in means["SP2OT"][2] if c in means["KMeans"][2]]
+                if both:
+                    d_ba = np.mean([agg[c]["SP2OT"]["balanced_accuracy"][0]
+                                    - agg[c]["KMeans"]["balanced_accuracy"][0] for c in both])
+                    d_f1 = np.mean([agg[c]["SP2OT"]["macro_f1"][0]
+                                    - agg[c]["KMeans"]["macro_f1"][0] for c in both])
+                    row.append(f"{d_ba:+.3f} / {d_f1:+.3f}")
+                else:
+                    row.append("—")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def ceiling_table(results, agg, cases=None):
     cases = list(agg) if cases is None else cases
     where = _case_halves(results)
@@ -492,6 +537,13 @@ def render(results):
         halves_table(results, agg, halves, where),
         "",
         headline_lines(results, agg, halves, where),
+        "",
+        "## By kind of data",
+        "",
+        "Means over the cases of each kind (per-case means over seeds first). A rule "
+        "that helps one kind and hurts another is not a default.",
+        "",
+        kinds_table(results, agg, halves, where),
         "",
     ]
     for h in halves:

@@ -1,0 +1,39 @@
+"""The quality benchmark's per-kind table, on a hand-made result set (no fits)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+bench_quality = pytest.importorskip("bench_quality")
+
+
+def _runs(method, pairs):
+    return [{"method": method, "ok": True, "balanced_accuracy": ba, "macro_f1": f1,
+             "nmi": 0.5, "ari": 0.5, "accuracy": 0.5, "head": 0.5, "medium": 0.5, "tail": 0.5,
+             "fit_seconds": 1.0, "n_clusters_found": 2, "all_clusters_nonempty": True}
+            for ba, f1 in pairs]
+
+
+def test_the_kind_table_averages_each_kind_and_half_apart(monkeypatch):
+    monkeypatch.setattr(bench_quality, "KIND", {"a1": "pixels", "a2": "pixels", "b1": "tabular"})
+    cases = {
+        # two pixel cases in the tuning half: SP2OT 0.6 and 0.8 (mean 0.7), KMeans 0.5 both
+        "a1": {"runs": _runs("SP2OT", [(0.6, 0.5)]) + _runs("KMeans", [(0.5, 0.4)])},
+        "a2": {"runs": _runs("SP2OT", [(0.8, 0.7)]) + _runs("KMeans", [(0.5, 0.4)])},
+        # one tabular case in the validation half, where SP2OT loses to KMeans
+        "b1": {"runs": _runs("SP2OT", [(0.3, 0.2), (0.5, 0.4)]) + _runs("KMeans", [(0.6, 0.6)])},
+    }
+    results = {"cases": cases, "meta": {}}
+    agg = bench_quality.aggregate(results)
+    where = {"a1": "tuning", "a2": "tuning", "b1": "validation"}
+    table = bench_quality.kinds_table(results, agg, ["tuning", "validation"], where)
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line
+            for line in table.splitlines()[2:]}
+    assert set(rows) == {("pixels", "tuning", "2"), ("tabular", "validation", "1")}
+    pixels = rows["pixels", "tuning", "2"]
+    assert "0.700 / 0.600" in pixels and "+0.200 / +0.200" in pixels
+    tabular = rows["tabular", "validation", "1"]  # seeds averaged first: 0.4 / 0.3
+    assert "0.400 / 0.300" in tabular and "-0.200 / -0.300" in tabular
+    assert "start" not in table  # only methods that ran get a column

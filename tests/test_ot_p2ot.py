@@ -708,3 +708,9 @@ def test_the_numpy_loop_runs_blas_on_one_thread_and_restores_it(monkeypatch):
     kept = backend._BLAS_CONTROLLER["controller"]
     p2ot(cost, 0.5)
     assert backend._BLAS_CONTROLLER["controller"] is kept
+    # a problem above the size limit (150 entries here) leaves BLAS as it is
+    monkeypatch.setattr(backend, "ONE_BLAS_THREAD_MAX_ENTRIES", cost.numel() - 1)
+    seen.clear()
+    with threadpool_limits(2, user_api="blas"):
+        p2ot(cost, 0.5)
+    assert seen == [[2]]

@@ -44,6 +44,10 @@ def _safe_exp(x):
         return math.inf
 
 
+#: Problems of up to this many entries (N × K) run their NumPy loop with one
+#: BLAS thread; larger ones leave BLAS as it is (``NumpyBackend.threads``).
+ONE_BLAS_THREAD_MAX_ENTRIES = 1 << 24
+
 _BLAS_CONTROLLER = {}
 
 
@@ -90,17 +94,23 @@ class NumpyBackend:
         return np.errstate(all="ignore")
 
     @staticmethod
-    def threads():
-        """One BLAS thread while the loop runs (restored afterwards).
+    def threads(n_entries):
+        """One BLAS thread while the loop of an N×K problem of ``n_entries`` runs.
 
-        The loop's matrix-vector products are on blocks of 256 KiB, and it
-        also reduces with torch's own thread pool: two pools whose idle
-        workers spin left a 2-core machine oversubscribed. With BLAS on one
-        thread (``benchmarks/bench_threads.py``, 2 cores, torch on 2
-        threads) a 10,000 × 100 SP²OT solve took 0.109 s instead of 0.140 s
-        (medians of 5), 10⁵ and 10⁶ rows within 6 % either way, and a
-        default 10,000-row, 100-cluster fit 39 s instead of 56 s.
+        The limit is restored afterwards, and applies up to
+        ``ONE_BLAS_THREAD_MAX_ENTRIES``. A small problem's products are short
+        BLAS calls, and the loop also reduces with torch's own thread pool:
+        two pools whose idle workers spin left a 2-core machine
+        oversubscribed. With BLAS on one thread (``benchmarks/bench_threads.py``,
+        2 cores, torch on 2 threads) a 10,000 × 100 SP²OT solve took 0.094 s
+        instead of 0.231 s (medians of 5), 10⁵ × 100 the same time, and a
+        default 10,000-row, 100-cluster fit 28 s instead of 51 s. A large
+        problem's matrix-vector products stream the whole N×K matrix, where
+        BLAS threads add bandwidth on a machine with more cores, so its BLAS
+        is left as it is. Every solve of a fit is at most 20,000 rows × K.
         """
+        if n_entries > ONE_BLAS_THREAD_MAX_ENTRIES:
+            return _NullContext()
         return _blas_controller().limit(limits=1, user_api="blas")
 
     # creation ------------------------------------------------------------- #
@@ -214,7 +224,7 @@ class TorchBackend:
         return _NullContext()
 
     @staticmethod
-    def threads():
+    def threads(n_entries):
         return _NullContext()
 
     @staticmethod

@@ -72,7 +72,7 @@ def _solve(cost, rho, epsilon, kl_weight, max_iter, tol, method, warm_start, *,
     if max_gap is None:
         max_gap = _default_max_gap(*cost.shape)
     g = _check_warm_start(warm_start, cost)
-    with be.errstate(), be.threads():
+    with be.errstate(), be.threads(cost.numel()):
         pb = _Problem(cost, rho, epsilon, kl_weight, be, out)
         v, v_virtual = _initial_column_potentials(pb, g)
         gauge = pb.zero_gauge()

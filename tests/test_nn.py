@@ -123,6 +123,14 @@ def test_full_targets_view_index_reads_the_shown_samples_rows():
     torch.testing.assert_close(t2, lab.full_targets[1][partners])
 
 
+def _block_labeler(feats, n_views, keep):
+    """A full-scope labeler whose blocks get 5-NN graphs from ``feats`` (semantic 0.5)."""
+    return PseudoLabeler(feats.shape[0], K, scope="full", memory_size=0, epsilon=EPS,
+                         kl_weight=1.0, semantic_weight=0.5, graph_features=feats,
+                         n_neighbors=5, solver_kwargs={**TIGHT, "mm_max_iter": 5},
+                         n_views=n_views, keep_block_graphs=keep)
+
+
 @pytest.mark.filterwarnings("ignore::skclust_ot.ot.ConvergenceWarning")  # few MM steps
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_block_refresh_solves_over_the_block_with_its_own_graph(keep, monkeypatch):
@@ -134,10 +142,7 @@ def test_a_block_refresh_solves_over_the_block_with_its_own_graph(keep, monkeypa
     real_knn = pseudo_mod.knn_graph
     monkeypatch.setattr(pseudo_mod, "knn_graph",
                         lambda *a, **k: built.append(a[0].shape[0]) or real_knn(*a, **k))
-    lab = PseudoLabeler(n, K, scope="full", memory_size=0, epsilon=EPS, kl_weight=1.0,
-                        semantic_weight=0.5, graph_features=feats, n_neighbors=5,
-                        solver_kwargs={**TIGHT, "mm_max_iter": 5}, n_views=1,
-                        keep_block_graphs=keep)
+    lab = _block_labeler(feats, n_views=1, keep=keep)
     z = _logits(25, seed=9, scale=1.0)
     lab.rho = 0.3
     lab.refresh([z], rows=block)
@@ -168,10 +173,7 @@ def test_the_labeler_symmetrizes_each_graph_it_keeps_once(keep, monkeypatch):
     real = sp2ot_mod._symmetrized
     monkeypatch.setattr(pseudo_mod, "_symmetrized",
                         lambda g, c: calls.append(g.shape[0]) or real(g, c))
-    lab = PseudoLabeler(n, K, scope="full", memory_size=0, epsilon=EPS, kl_weight=1.0,
-                        semantic_weight=0.5, graph_features=feats, n_neighbors=5,
-                        solver_kwargs={**TIGHT, "mm_max_iter": 5}, n_views=2,
-                        keep_block_graphs=keep)
+    lab = _block_labeler(feats, n_views=2, keep=keep)
     lab.rho = 0.3
     for epoch in range(4):
         rows = blocks[epoch % 2]

@@ -82,10 +82,9 @@ class _BatchRows(torch.utils.data.Dataset):
             self.rows = picked if self.rows is None else picked[self.rows]
             dataset = dataset.dataset
         self.base = dataset
-        self.length = None if self.rows is None else len(self.rows)
 
     def __len__(self):
-        return len(self.base) if self.rows is None else self.length
+        return len(self.base) if self.rows is None else len(self.rows)
 
     def __getitem__(self, batch):
         rows = np.asarray(batch, dtype=np.int64)

@@ -152,7 +152,7 @@ def build_pseudo_labeler(params, config, shards, *, graph=None, graph_features=N
         memory_size=config.memory_size,
         epsilon=params.epsilon,
         kl_weight=params.kl_weight,
-        semantic_weight=params.semantic_weight,
+        semantic_weight=config.semantic_weight,
         graph=graph,
         graph_features=graph_features,
         graph_transform=graph_transform,

@@ -2,9 +2,10 @@
 
 :func:`resolve_config` turns the estimator's parameters and the size of the
 data into a frozen :class:`FitConfig`. It is the only place where
-``ot_scope="auto"`` and ``init="auto"`` are resolved, where the batch and
-bank sizes are derived and where the optimizer name is looked up, so that
-the rest of the fit reads decisions instead of re-deriving them.
+``ot_scope="auto"``, ``init="auto"`` and ``semantic_weight="auto"`` are
+resolved, where the batch and bank sizes are derived and where the optimizer
+name is looked up, so that the rest of the fit reads decisions instead of
+re-deriving them.
 """
 
 from dataclasses import dataclass, field
@@ -63,11 +64,15 @@ class FitConfig:
         solved over that block with the block's own kNN graph (no graph of
         all rows). 1 otherwise; distributed fits then train on a random
         ``epoch_rows`` of the rows per epoch and solve over all of them.
+    semantic_weight : float
+        The semantic term's weight: the parameter's value, or for
+        ``semantic_weight="auto"`` ``SEMANTIC_WEIGHT`` up to
+        ``SEMANTIC_MAX_ROWS`` rows and 0 above.
     semantic : {"global", "block", "bank"} or None
         Where the semantic term's graph comes from: the global kNN graph
         (full scope), the graph among each block's rows (full scope with
         ``n_blocks > 1``), graphs built inside each memory bank, or no
-        semantic term (``semantic_weight=0``).
+        semantic term (a resolved ``semantic_weight`` of 0).
     batch_size : int
         Global mini-batch size (capped at ``n_samples``).
     memory_size : int
@@ -91,6 +96,7 @@ class FitConfig:
     n_blocks: int
     memory_size: int
     optimizer: type
+    semantic_weight: float = 0.0
     semantic: str = None
     start_rows: int = None
     optimizer_kwargs: dict = field(default_factory=dict)
@@ -110,6 +116,12 @@ def _resolve_scope(ot_scope):
     # One solve over all rows per epoch costs O(N K) per iteration: at any N
     # it is far cheaper than one bank solve per step (docs/scale_benchmark.md).
     return "full" if ot_scope == "auto" else ot_scope
+
+
+def _resolve_semantic_weight(semantic_weight, n_samples):
+    if semantic_weight == "auto":
+        return defaults.SEMANTIC_WEIGHT if n_samples <= defaults.SEMANTIC_MAX_ROWS else 0.0
+    return float(semantic_weight)
 
 
 def _resolve_init(init, n_samples, n_clusters):
@@ -145,6 +157,7 @@ def resolve_config(params, n_samples, seed):
     # neighbour views need the graph of all rows, which blocks do without
     use_neighbors = (params.neighbor_views > 0 and scope == "full" and n_samples > 1
                      and n_blocks == 1)
+    semantic_weight = _resolve_semantic_weight(params.semantic_weight, n_samples)
     start_rows = None
     if init in GRAPH_STARTS and n_samples > defaults.GRAPH_START_MAX_ROWS:
         start_rows = defaults.GRAPH_START_MAX_ROWS  # landmarks with a graph of their own
@@ -152,14 +165,14 @@ def resolve_config(params, n_samples, seed):
     # on landmarks) and, in the full-data scope, the semantic term and the
     # neighbour views.
     build_graph = (init in GRAPH_STARTS and start_rows is None) or (
-        scope == "full" and n_blocks == 1 and (params.semantic_weight > 0 or use_neighbors))
+        scope == "full" and n_blocks == 1 and (semantic_weight > 0 or use_neighbors))
     start_neighbors = params.n_neighbors
     if init == "consensus":
         start_neighbors = max(start_neighbors, *defaults.CONSENSUS_NEIGHBORS)
     graph_neighbors = start_neighbors if init in GRAPH_STARTS and start_rows is None \
         else params.n_neighbors
     semantic = None
-    if params.semantic_weight > 0:
+    if semantic_weight > 0:
         semantic = "bank" if scope == "bank" else "global" if n_blocks == 1 else "block"
     batch_size = min(params.batch_size, n_samples)
     memory_size = params.memory_size or defaults.MEMORY_BANK_BATCHES * batch_size
@@ -171,7 +184,7 @@ def resolve_config(params, n_samples, seed):
         n_samples=n_samples, seed=seed, scope=scope, init=init,
         use_neighbors=use_neighbors, build_graph=build_graph,
         graph_neighbors=graph_neighbors, start_neighbors=start_neighbors,
-        semantic=semantic, start_rows=start_rows,
+        semantic_weight=semantic_weight, semantic=semantic, start_rows=start_rows,
         batch_size=batch_size, epoch_rows=epoch_rows, n_blocks=n_blocks,
         memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
     )

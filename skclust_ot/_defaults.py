@@ -17,6 +17,16 @@ EPOCH_MAX_ROWS = 20_000
 #: with their own exact kNN graph and eigenproblem); the encoder, taught the
 #: landmarks' spectral embedding, carries the start to the other rows.
 GRAPH_START_MAX_ROWS = 20_000
+#: ``semantic_weight="auto"``: the SP²OT semantic term's weight on data of at
+#: most ``SEMANTIC_MAX_ROWS`` rows (chosen on the quality benchmark, whose
+#: cases all fall below that size)...
+SEMANTIC_WEIGHT = 0.02
+#: ...and above it no semantic term (P²OT): there an epoch's problem is one
+#: block of the rows, whose graph links a row only to its neighbours within
+#: the block. On Fashion-MNIST at 28,605 and 70,000 rows and on 20,341 tweet
+#: embeddings the term left balanced accuracy the same to 0.001 and cost a
+#: quarter of the fit at 1e5 x 384 (docs/design.md, "Defaults and budgets").
+SEMANTIC_MAX_ROWS = 20_000
 #: The spectral start needs at least ``2 * n_clusters + this`` samples for a
 #: meaningful graph eigenproblem; below, the k-means start is used.
 SPECTRAL_START_MIN_EXTRA_SAMPLES = 2

@@ -128,10 +128,16 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         further from uniform: 0.1 was chosen on the quality benchmark's
         tuning half (mean balanced accuracy 0.639 vs 0.633 with the paper's
         1.0, macro-F1 0.593 vs 0.585; 0.03 lost a cluster in one run).
-    semantic_weight : float, default=0.02
+    semantic_weight : float or "auto", default="auto"
         Weight of the SP²OT semantic (kNN-graph) term, in units of the
         scaled plan ``N·Q``; it fades as ``(1 - rho)``. ``0`` gives P²OT.
         The paper's λ_s0 = 1000 at a 5120-sample bank corresponds to 0.2.
+        ``"auto"``: 0.02 on data of at most 20,000 rows (chosen on the
+        quality benchmark), and 0 above, where each epoch's problem is one
+        block of the rows and the block's graph left balanced accuracy the
+        same (to 0.001 on three real data sets of 20,341 to 70,000 rows)
+        while costing a quarter of the fit time at 10⁵ × 384. Pass a number
+        to keep the term at every size.
     size_prior : {"uniform", "adaptive"}, default="uniform"
         Reference cluster sizes of the KL term. ``"uniform"``: ``rho / K``
         each, as in P²OT. ``"adaptive"``: follows the plans' own cluster
@@ -243,7 +249,8 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     The paper's ablations are parameter settings, collected in
     :data:`skclust_ot.VARIANTS`: balanced OT (``rho0=1``, constant,
     ``kl_weight=inf``), UOT (``rho0=1``, constant), POT (``kl_weight=inf``),
-    P²OT (``semantic_weight=0``) and SP²OT (the default).
+    P²OT (``semantic_weight=0``) and SP²OT (the default up to 20,000 rows;
+    ``VARIANTS["sp2ot"]`` keeps the semantic term at every size).
 
     Before training, ``fit`` estimates its largest allocations (the
     ``"full"`` scope's N×K plans, the kNN graph's distance buffer, the
@@ -286,7 +293,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         "rho_schedule": [StrOptions({"sigmoid", "linear", "constant"})],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "kl_weight": [Interval(Real, 0, None, closed="neither"), Options(Real, {math.inf})],
-        "semantic_weight": [Interval(Real, 0, None, closed="left")],
+        "semantic_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "size_prior": [StrOptions({"uniform", "adaptive"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "sigma": [Interval(Real, 0, None, closed="neither")],
@@ -324,7 +331,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         rho_schedule="sigmoid",
         epsilon=0.1,
         kl_weight=0.1,
-        semantic_weight=0.02,
+        semantic_weight="auto",
         size_prior="uniform",
         n_neighbors=10,
         sigma=2.0,

@@ -42,7 +42,8 @@ def test_full_scope_training_grows_as_n_times_k_up_to_one_block():
 
 
 def test_block_training_holds_one_block_whatever_n():
-    one, two = estimate(100_000, n_clusters=100), estimate(200_000, n_clusters=100)
+    kw = {"n_clusters": 100, "semantic_weight": 0.02}  # "auto": no block graphs
+    one, two = estimate(100_000, **kw), estimate(200_000, **kw)
     assert "kNN graph" not in one  # no graph of all rows: each block has its own
     per_block = {name for name in one["training"] if name.startswith("block")
                  and "kept" not in name}
@@ -56,15 +57,19 @@ def test_bank_scope_ot_part_does_not_grow_with_n(monkeypatch):
     import skclust_ot._memory as memory
 
     monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: False)
-    small, large = estimate(100_000, ot_scope="bank"), estimate(10_000_000, ot_scope="bank")
+    bank = {"ot_scope": "bank", "semantic_weight": 0.02}  # "auto": no graph above 20k rows
+    small, large = estimate(100_000, **bank), estimate(10_000_000, **bank)
     assert small["training"] == large["training"]
     assert small["bank kNN graph"] == large["bank kNN graph"]
-    bigger_bank = estimate(100_000, ot_scope="bank", memory_size=20_000)
+    bigger_bank = estimate(100_000, **bank, memory_size=20_000)
     assert phase_total(bigger_bank, "training") > 5 * phase_total(small, "training")
     # one full-scope problem over all rows (a distributed fit solves one):
     # N×K plans and a kNN graph over all rows
-    full = estimate(1_000_000, ot_scope="full", distributed=True)
-    assert peak_bytes(full) > 10 * peak_bytes(estimate(1_000_000, ot_scope="bank"))
+    full = estimate(1_000_000, ot_scope="full", distributed=True, semantic_weight=0.02)
+    assert peak_bytes(full) > 10 * peak_bytes(estimate(1_000_000, **bank))
+    # the default weight builds no graph above 20,000 rows, in either scope
+    assert "bank kNN graph" not in estimate(100_000, ot_scope="bank")
+    assert "kNN graph" not in estimate(1_000_000, ot_scope="full", distributed=True)
 
 
 def test_peak_is_the_whole_fit_plus_the_largest_phase():
@@ -211,9 +216,10 @@ def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
 
     monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: False)
     # a distributed fit builds the graph of all rows (one process: block graphs)
-    exact = estimate(1_000_000, ot_scope="full", distributed=True)["kNN graph"]
+    kw = {"ot_scope": "full", "distributed": True, "semantic_weight": 0.02}
+    exact = estimate(1_000_000, **kw)["kNN graph"]
     monkeypatch.setattr(memory, "_approximate_graph", lambda n_rows, device: True)
-    approximate = estimate(1_000_000, ot_scope="full", distributed=True)["kNN graph"]
+    approximate = estimate(1_000_000, **kw)["kNN graph"]
     assert "kNN graph distance buffer" in exact
     assert "kNN graph distance buffer" not in approximate
     assert sum(approximate.values()) < sum(exact.values()) / 5
@@ -226,6 +232,7 @@ def test_the_graph_estimate_follows_the_method_knn_graph_picks(monkeypatch):
 
 
 def test_block_graphs_are_kept_only_when_epochs_come_back_to_them():
-    many_epochs = estimate(100_000, n_clusters=100, max_epochs=50)["training"]
-    few_epochs = estimate(100_000, n_clusters=100, max_epochs=5)["training"]  # 5 blocks
+    kw = {"n_clusters": 100, "semantic_weight": 0.02}
+    many_epochs = estimate(100_000, max_epochs=50, **kw)["training"]
+    few_epochs = estimate(100_000, max_epochs=5, **kw)["training"]  # 5 blocks
     assert many_epochs["block kNN graphs (kept)"] == 5 * few_epochs["block kNN graphs (kept)"]

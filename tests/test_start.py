@@ -219,20 +219,47 @@ def test_auto_resolves_to_full_scope_and_spectral_start_at_every_size():
     assert small.n_blocks == 1
     n_large = 2 * defaults.EPOCH_MAX_ROWS + 1
     large = resolve_config(est, n_large, seed=0)
-    # above the limits: the spectral start on landmarks, and blocks of rows
-    # with graphs of their own instead of one graph of all rows
+    # above the limits: the spectral start on landmarks, and blocks of rows;
+    # semantic_weight="auto" drops the semantic term there (no graph at all)
     assert (large.scope, large.init, large.build_graph, large.semantic) == (
-        "full", "spectral", False, "block")
+        "full", "spectral", False, None)
     assert large.start_rows == defaults.GRAPH_START_MAX_ROWS
     assert large.epoch_rows == defaults.EPOCH_MAX_ROWS and large.n_blocks == 3
     assert large.start_neighbors == est.n_neighbors
-    distributed = SP2OTClustering(n_clusters=5, distributed=True)
+    # with an explicit weight, the blocks get graphs of their own instead of
+    # one graph of all rows
+    weighted = SP2OTClustering(n_clusters=5, semantic_weight=0.02)
+    config = resolve_config(weighted, n_large, seed=0)
+    assert (config.build_graph, config.semantic, config.semantic_weight) == (
+        False, "block", 0.02)
+    distributed = SP2OTClustering(n_clusters=5, distributed=True, semantic_weight=0.02)
     config = resolve_config(distributed, n_large, seed=0)
     # distributed: one sharded problem over all rows, a random subset per epoch
     assert (config.n_blocks, config.build_graph, config.semantic) == (1, True, "global")
+    # and with the default weight no graph of all rows either
+    config = resolve_config(SP2OTClustering(n_clusters=5, distributed=True), n_large, seed=0)
+    assert (config.n_blocks, config.build_graph, config.semantic) == (1, False, None)
     neighbours = SP2OTClustering(n_clusters=5, neighbor_views=0.5)
     assert not resolve_config(neighbours, n_large, seed=0).use_neighbors
     assert resolve_config(neighbours, 1000, seed=0).use_neighbors
+
+
+def test_auto_semantic_weight_is_the_tuned_weight_up_to_its_row_limit_and_zero_above():
+    est = SP2OTClustering(n_clusters=5)
+    assert est.semantic_weight == "auto"
+    limit = defaults.SEMANTIC_MAX_ROWS
+    at_limit, above = resolve_config(est, limit, seed=0), resolve_config(est, limit + 1, seed=0)
+    assert (at_limit.semantic_weight, at_limit.semantic) == (defaults.SEMANTIC_WEIGHT, "global")
+    assert (above.semantic_weight, above.semantic) == (0.0, None)
+    # a number is kept at every size, 0 included
+    for weight in (0.0, 0.05):
+        for n in (1000, 3 * limit):
+            config = resolve_config(SP2OTClustering(n_clusters=5, semantic_weight=weight), n,
+                                    seed=0)
+            assert config.semantic_weight == weight
+            assert (config.semantic is None) == (weight == 0)
+    with pytest.raises(ValueError, match="semantic_weight"):
+        SP2OTClustering(n_clusters=2, semantic_weight="big").fit(np.zeros((10, 2)))
 
 
 def test_landmark_start_graph_and_the_global_graph_have_their_own_sizes():

@@ -68,6 +68,15 @@ class FitConfig:
         The semantic term's weight: the parameter's value, or for
         ``semantic_weight="auto"`` ``SEMANTIC_WEIGHT`` up to
         ``SEMANTIC_MAX_ROWS`` rows and 0 above.
+    row_sample : int or None
+        The rows every rank holds besides its own: None, all rows of all
+        ranks (one process: its own rows); an int, a distributed fit above
+        ``DISTRIBUTED_SAMPLE_MIN_ROWS`` rows that needs no graph of all rows
+        (no semantic term, the default there): each rank gathers only a
+        seeded sample of this many rows (:func:`~skclust_ot._start.landmark_rows`
+        over all ranks' rows, the landmarks one process would pick), and the
+        input statistics, the start and the network's fit to it see the
+        sample.
     semantic : {"global", "block", "bank"} or None
         Where the semantic term's graph comes from: the global kNN graph
         (full scope), the graph among each block's rows (full scope with
@@ -99,6 +108,7 @@ class FitConfig:
     semantic_weight: float = 0.0
     semantic: str = None
     start_rows: int = None
+    row_sample: int = None
     optimizer_kwargs: dict = field(default_factory=dict)
 
 
@@ -174,6 +184,11 @@ def resolve_config(params, n_samples, seed):
     semantic = None
     if semantic_weight > 0:
         semantic = "bank" if scope == "bank" else "global" if n_blocks == 1 else "block"
+    row_sample = None
+    if (params.distributed and n_samples > defaults.DISTRIBUTED_SAMPLE_MIN_ROWS
+            and not build_graph and semantic is None):
+        # nothing needs every row: a rank holds its shard and the landmarks
+        row_sample = defaults.GRAPH_START_MAX_ROWS
     batch_size = min(params.batch_size, n_samples)
     memory_size = params.memory_size or defaults.MEMORY_BANK_BATCHES * batch_size
     optimizer = params.optimizer
@@ -185,6 +200,7 @@ def resolve_config(params, n_samples, seed):
         use_neighbors=use_neighbors, build_graph=build_graph,
         graph_neighbors=graph_neighbors, start_neighbors=start_neighbors,
         semantic_weight=semantic_weight, semantic=semantic, start_rows=start_rows,
+        row_sample=row_sample,
         batch_size=batch_size, epoch_rows=epoch_rows, n_blocks=n_blocks,
         memory_size=memory_size, optimizer=optimizer, optimizer_kwargs=optimizer_kwargs,
     )

@@ -27,6 +27,12 @@ SEMANTIC_WEIGHT = 0.02
 #: embeddings the term left balanced accuracy the same to 0.001 and cost a
 #: quarter of the fit at 1e5 x 384 (docs/design.md, "Defaults and budgets").
 SEMANTIC_MAX_ROWS = 20_000
+#: A distributed fit of more rows than this that needs no kNN graph of all
+#: rows (the default above ``SEMANTIC_MAX_ROWS``) gathers on each rank only a
+#: seeded sample of ``GRAPH_START_MAX_ROWS`` rows (the landmarks), not every
+#: rank's rows: the statistics, the start and the network's fit to it run on
+#: the sample, the training on each rank's own shard.
+DISTRIBUTED_SAMPLE_MIN_ROWS = 20_000
 #: The spectral start needs at least ``2 * n_clusters + this`` samples for a
 #: meaningful graph eigenproblem; below, the k-means start is used.
 SPECTRAL_START_MIN_EXTRA_SAMPLES = 2

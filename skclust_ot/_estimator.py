@@ -489,7 +489,11 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         with progress("input statistics and scaling"):
             # the package's own encoders never write to their input: no copy
             local_rows = shards.collectively(float32_rows, X, share=isinstance(self.encoder, str))
-            rows = shards.all_rows(local_rows)  # the start and the graph see every rank's rows
+            if config.row_sample is None:  # the start and the graph see every rank's rows
+                rows = shards.all_rows(local_rows)
+            else:  # a large distributed fit without a graph of all rows: the landmarks
+                rows = shards.sampled_rows(local_rows, landmark_rows(
+                    shards.n_total, config.row_sample, config.seed))
             # the statistics see the caller's values: float64 input keeps its precision
             stats_data = X if shards.comm is None else rows.numpy()
             preprocessing = fit_preprocessing(self.standardize, stats_data, config.seed)

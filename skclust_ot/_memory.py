@@ -46,7 +46,8 @@ _OUTLIER_CHECK_ROWS = 10_000
 _NO_LIMIT = 1 << 60
 #: Items that live on the host whatever the device: the rows, the start's
 #: NumPy/SciPy arrays. The rest lives on the fit's device.
-HOST_ITEMS = frozenset({"float32 copy of X", "all ranks' rows", "spectral embedding",
+HOST_ITEMS = frozenset({"float32 copy of X", "all ranks' rows", "all ranks' sampled rows",
+                        "spectral embedding",
                         "spectral adjacency", "k-means float64 copies of X"})
 
 
@@ -226,7 +227,9 @@ def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
     """
     n_local = n_samples if n_local is None else n_local
     whole = {"float32 copy of X": n_local * n_features * _F32}
-    if n_local < n_samples:
+    if config.row_sample is not None:  # a large distributed fit gathers the landmarks only
+        whole["all ranks' sampled rows"] = config.row_sample * n_features * _F32
+    elif n_local < n_samples:
         whole["all ranks' rows"] = n_samples * n_features * _F32
     if config.build_graph:  # _train keeps its graph until training ends
         whole["kNN graph (kept)"] = n_samples * min(config.graph_neighbors, n_samples - 1) * _EDGE
@@ -234,8 +237,10 @@ def estimate_fit_memory(config, n_samples, n_features, n_clusters, *, params,
     whole["network and optimizer state"] = _NETWORK_COPIES * n_params * _F32
     return {
         "whole fit": whole,
-        **_statistics_phase(params, n_samples, n_features),
-        **_start_phases(config, params, n_samples, n_features, n_clusters, device),
+        # a large distributed fit computes its statistics and start on its sample
+        **_statistics_phase(params, config.row_sample or n_samples, n_features),
+        **_start_phases(config, params, config.row_sample or n_samples, n_features, n_clusters,
+                        device),
         **_training_phases(config, params, n_local, n_features, n_clusters, n_views, device),
     }
 

@@ -167,6 +167,17 @@ class Shards:
             return local_rows
         return self.comm.gather_rows(local_rows, self.sizes)
 
+    def sampled_rows(self, local_rows, picked):
+        """The rows ``picked`` (sorted indices over all ranks' rows, in rank
+        order) gathered from every rank; only those are sent."""
+        if self.comm is None:
+            return local_rows[torch.from_numpy(picked)]
+        bounds = np.cumsum([0] + self.sizes)
+        starts = np.searchsorted(picked, bounds)
+        mine = picked[starts[self.rank]:starts[self.rank + 1]] - self.offset
+        return self.comm.gather_rows(local_rows[torch.from_numpy(mine)],
+                                     np.diff(starts).tolist())
+
     def local_graph(self, graph):
         """This rank's rows of a graph over the rows of all ranks."""
         if self.comm is None or graph is None:

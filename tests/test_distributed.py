@@ -205,6 +205,58 @@ def test_two_process_fit_matches_single_process(tmp_path, scope):
     assert model.net_.pseudo_labeler.comm is None
 
 
+SAMPLE = 150  # the landmarks of the sampled fit below (of 390 rows)
+
+
+def _sampled_fit_body(rank):
+    import skclust_ot._defaults as defaults
+    from skclust_ot._parallel import Shards
+
+    # the limits of a large fit, at the size of a test
+    for name in ("GRAPH_START_MAX_ROWS", "EPOCH_MAX_ROWS", "SEMANTIC_MAX_ROWS",
+                 "DISTRIBUTED_SAMPLE_MIN_ROWS"):
+        setattr(defaults, name, SAMPLE)
+    gathered = []
+    all_rows, sampled_rows = Shards.all_rows, Shards.sampled_rows
+
+    def spy_all(self, rows):
+        gathered.append("all")
+        return all_rows(self, rows)
+
+    def spy_sampled(self, rows, picked):
+        sample = sampled_rows(self, rows, picked)
+        gathered.append(tuple(sample.shape))
+        return sample
+
+    Shards.all_rows, Shards.sampled_rows = spy_all, spy_sampled
+    X, _ = _blobs()
+    local = X[:SHARD] if rank == 0 else X[SHARD:]
+    est = SP2OTClustering(distributed=True, **FIT).fit(local)
+    return {"labels": est.labels_, "predict_all": est.predict(X), "gathered": gathered}
+
+
+def test_a_large_distributed_fit_holds_its_shard_and_a_sample_not_every_row(tmp_path):
+    from sklearn.metrics import adjusted_rand_score
+
+    results = run_ranks(tmp_path, _sampled_fit_body)
+    _no_exceptions(results)
+    X, y = _blobs()
+    # every rank gathered the landmarks (SAMPLE rows), never all 390 rows
+    assert results[0]["gathered"] == results[1]["gathered"] == [(SAMPLE, X.shape[1])]
+    assert np.array_equal(results[0]["predict_all"], results[1]["predict_all"])
+    labels = np.concatenate([results[0]["labels"], results[1]["labels"]])
+    assert np.array_equal(labels, results[0]["predict_all"])
+    assert adjusted_rand_score(y, labels) >= 0.9
+
+
+def test_sampled_rows_are_the_picked_rows_in_order():
+    from skclust_ot._parallel import Shards
+
+    rows = torch.arange(12.0).reshape(6, 2)
+    picked = np.array([0, 3, 5])
+    assert torch.equal(Shards(None, 6).sampled_rows(rows, picked), rows[[0, 3, 5]])
+
+
 def _error_body(rank):
     X, _ = _blobs()
     local = X[:SHARD].copy() if rank == 0 else X[SHARD:].copy()

@@ -236,3 +236,23 @@ def test_block_graphs_are_kept_only_when_epochs_come_back_to_them():
     many_epochs = estimate(100_000, max_epochs=50, **kw)["training"]
     few_epochs = estimate(100_000, max_epochs=5, **kw)["training"]  # 5 blocks
     assert many_epochs["block kNN graphs (kept)"] == 5 * few_epochs["block kNN graphs (kept)"]
+
+
+def test_a_large_distributed_fit_holds_its_shard_and_the_landmarks_not_every_row():
+    def rows_held(n_samples, **params):
+        est = SP2OTClustering(n_clusters=50, distributed=True, **params)
+        config = resolve_config(est, n_samples, seed=0)
+        whole = estimate_fit_memory(config, n_samples, 64, 50, params=est,
+                                    n_local=n_samples // 2)["whole fit"]
+        return {name: size for name, size in whole.items() if "rows" in name}
+
+    from skclust_ot import _defaults as defaults
+
+    landmarks = defaults.GRAPH_START_MAX_ROWS * 64 * 4
+    # the default (no semantic term above 20,000 rows): the landmarks only
+    assert rows_held(10**6) == {"all ranks' sampled rows": landmarks}
+    assert rows_held(10**7) == rows_held(10**6)
+    # a semantic term over all rows needs every row on every rank
+    assert rows_held(10**6, semantic_weight=0.02) == {"all ranks' rows": 10**6 * 64 * 4}
+    # small data: every row (at most 20,000 of them)
+    assert rows_held(10_000) == {"all ranks' rows": 10_000 * 64 * 4}

@@ -37,3 +37,17 @@ def test_the_kind_table_averages_each_kind_and_half_apart(monkeypatch):
     tabular = rows["tabular", "validation", "1"]  # seeds averaged first: 0.4 / 0.3
     assert "0.400 / 0.300" in tabular and "-0.200 / -0.300" in tabular
     assert "start" not in table  # only methods that ran get a column
+
+
+def test_the_supplement_joins_the_tuning_half_and_leaves_the_split_of_the_rest():
+    cases = pytest.importorskip("cases")
+    halves = cases.split_halves()
+    # the validation half fixed before anything was tuned (12 cases)
+    assert sorted(halves["validation"]) == sorted([
+        "japanese_vowels_lt10", "tate_medium_minilm", "tweets_source_minilm", "tissue_gene",
+        "fashion10k_lt50", "fashion60k_lt3", "italy_power_lt10", "wine_lt5", "cells_lt10",
+        "segment_lt50", "breast_cancer_lt20", "oils"])
+    assert set(cases.TUNING_SUPPLEMENT) <= set(halves["tuning"])
+    assert len(halves["tuning"]) == 15 + len(cases.TUNING_SUPPLEMENT)
+    assert set(halves["tuning"]) | set(halves["validation"]) == set(cases.CASES)
+    assert not set(halves["tuning"]) & set(halves["validation"])

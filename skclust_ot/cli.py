@@ -53,7 +53,7 @@ detection.
 # One line per entry of skclust_ot.VARIANTS (same names, same order: a test
 # checks), for --help without importing the estimator.
 _VARIANT_HELP = {
-    "sp2ot": "progressive partial OT with the semantic kNN term (default)",
+    "sp2ot": "progressive partial OT with the semantic kNN term at every size",
     "p2ot": "progressive partial OT, no semantic term (faster)",
     "pot": "progressive partial OT with equal cluster sizes",
     "uot": "unbalanced OT: free cluster sizes, all samples from the start",
@@ -61,7 +61,8 @@ _VARIANT_HELP = {
 }
 
 _EPILOG = """\
-variants (--variant NAME):
+variants (--variant NAME; without one, the estimator's defaults: sp2ot up to
+20,000 rows, p2ot above, where the semantic term changed nothing measurable):
 """ + "".join(f"  {name:<10}{text}\n" for name, text in _VARIANT_HELP.items()) + """
 examples:
   skclust-ot penguins.csv -k 3 --standardize feature
@@ -155,9 +156,10 @@ def _build_parser():
                              "far values clipped, for data with a few far outliers; none: "
                              "values as they are. A bare --standardize (deprecated) means "
                              "feature")
-    parser.add_argument("--variant", choices=sorted(_VARIANT_HELP), default="sp2ot",
+    parser.add_argument("--variant", choices=sorted(_VARIANT_HELP), default=None,
                         metavar="NAME",
-                        help="OT variant of the pseudo-labels, listed below (default: sp2ot)")
+                        help="OT variant of the pseudo-labels, listed below (default: the "
+                             "estimator's defaults, sp2ot up to 20,000 rows and p2ot above)")
     parser.add_argument("--epochs", type=_positive_int, default=50, metavar="N",
                         help="training epochs (default: 50)")
     parser.add_argument("--device", type=_device, default="auto",
@@ -323,7 +325,7 @@ def _fit(X, args):
         standardize=_standardize(args),
         verbose=int(args.verbose),
         callbacks=None if progress is None else [("progress", progress)],
-        **VARIANTS[args.variant],
+        **(VARIANTS[args.variant] if args.variant else {}),
     )
     # Progress goes to stderr so that labels on stdout stay clean CSV.
     with warnings.catch_warnings(record=True) as caught, \
@@ -382,7 +384,7 @@ def _report(est, sizes, n_found, n_rows, n_columns, seconds, args):
             f"{n_found} non-empty cluster{'s' if n_found != 1 else ''} of the "
             f"{args.n_clusters} asked")
     _note(f"clustered {n_rows} rows x {n_columns} columns into {into} "
-          f"({args.variant}, {epochs}) in {seconds:.1f} s on {est.device_}")
+          f"({args.variant or 'defaults'}, {epochs}) in {seconds:.1f} s on {est.device_}")
     _note(f"cluster sizes, largest first: {listed}")
 
 

@@ -504,3 +504,27 @@ def test_quiet_and_verbose_exclude_each_other(data_dir, capsys, monkeypatch):
     status, _, stderr = run_in_process(["blobs.csv", "-q", "-v"], data_dir, capsys,
                                        monkeypatch)
     assert status == 2 and "not allowed with" in stderr
+
+
+@pytest.mark.parametrize("variant", [None, "sp2ot", "p2ot"])
+def test_without_a_variant_the_estimator_keeps_its_defaults(variant, data_dir, tmp_path,
+                                                             capsys, monkeypatch):
+    import skclust_ot.cli as cli
+    from skclust_ot import VARIANTS
+
+    seen = {}
+    original = cli._fit
+
+    def spy(X, args):
+        result = original(X, args)
+        seen["params"] = result[0].get_params()
+        return result
+
+    monkeypatch.setattr(cli, "_fit", spy)
+    argv = [data_dir / "blobs.csv", "-k", N_CLUSTERS, "--epochs", 1, "--device", "cpu",
+            "-o", tmp_path / "out.csv"] + ([] if variant is None else ["--variant", variant])
+    status, _, stderr = run_in_process(argv, tmp_path, capsys, monkeypatch)
+    assert status == 0, stderr
+    expected = {"semantic_weight": "auto"} if variant is None else VARIANTS[variant]
+    assert {k: seen["params"][k] for k in expected} == expected
+    assert f"({variant or 'defaults'}, 1 epoch)" in stderr

@@ -25,7 +25,7 @@ SEMANTIC_WEIGHT = 0.02
 #: block of the rows, whose graph links a row only to its neighbours within
 #: the block. On Fashion-MNIST at 28,605 and 70,000 rows and on 20,341 tweet
 #: embeddings the term left balanced accuracy the same to 0.001 and cost a
-#: quarter of the fit at 1e5 x 384 (docs/design.md, "Defaults and budgets").
+#: fifth of the fit at 1e5 x 384 (docs/design.md, "Semantic weight").
 SEMANTIC_MAX_ROWS = 20_000
 #: A distributed fit of more rows than this that needs no kNN graph of all
 #: rows (the default above ``SEMANTIC_MAX_ROWS``) gathers on each rank only a

@@ -136,7 +136,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         quality benchmark), and 0 above, where each epoch's problem is one
         block of the rows and the block's graph left balanced accuracy the
         same (to 0.001 on three real data sets of 20,341 to 70,000 rows)
-        while costing a quarter of the fit time at 10⁵ × 384. Pass a number
+        while costing a fifth of the fit time at 10⁵ × 384. Pass a number
         to keep the term at every size.
     size_prior : {"uniform", "adaptive"}, default="uniform"
         Reference cluster sizes of the KL term. ``"uniform"``: ``rho / K``

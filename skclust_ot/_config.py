@@ -61,8 +61,8 @@ class FitConfig:
         One process above ``EPOCH_MAX_ROWS`` rows: the rows are split into
         this many seeded random blocks of at most ``epoch_rows`` rows, epoch
         ``e`` trains on block ``e mod n_blocks``, and its OT problem is
-        solved over that block with the block's own kNN graph (no graph of
-        all rows). 1 otherwise; distributed fits then train on a random
+        solved over that block (with the block's own kNN graph when the
+        semantic weight is not 0; never a graph of all rows). 1 otherwise; distributed fits then train on a random
         ``epoch_rows`` of the rows per epoch and solve over all of them.
     semantic_weight : float
         The semantic term's weight: the parameter's value, or for

@@ -153,7 +153,8 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
     ot_scope : {"auto", "full", "bank"}, default="auto"
         ``"full"``: one OT problem per view per epoch, over all samples (up
         to 20,000 of them; distributed fits at any size) or over the block
-        the epoch trains on, with the kNN graph among the block's samples;
+        the epoch trains on (with the kNN graph among the block's samples
+        when the semantic term is on, see ``semantic_weight``);
         ``"bank"``: per step over a memory bank of recent logits (less
         memory: no N × ``n_clusters`` plan; far more solver time).
         ``"auto"`` is ``"full"``.

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from cases import CASES, prepare_embeddings, split_halves  # noqa: E402
 
 from skclust_ot import SP2OTClustering  # noqa: E402
-from skclust_ot._start import _connectivity_embedding, kmeans_labels  # noqa: E402
+from skclust_ot._start import StartData, kmeans_start, spectral_start  # noqa: E402
 from skclust_ot.metrics import clustering_report, embedding_silhouette_score  # noqa: E402
 from skclust_ot.ot import knn_graph  # noqa: E402
 
@@ -61,10 +61,9 @@ def run_one(name, seed):
         scaled = (X - X.mean(0)) / X.std()
         features = torch.from_numpy(scaled.astype(np.float32))
         graph = knn_graph(features, min(10, len(y) - 1), method="exact").coalesce()
-        rows, cols = graph.indices().numpy()
-        embedding = _connectivity_embedding(rows, cols, len(y), K, seed)
-        partitions = {"spectral": kmeans_labels(torch.from_numpy(embedding), K, seed),
-                      "kmeans": kmeans_labels(features, K, seed)}
+        data = StartData(features, graph)
+        partitions = {"spectral": spectral_start(data, K, seed).labels,
+                      "kmeans": kmeans_start(data, K, seed).labels}
         out = {"case": name, "seed": seed}
         for init in INITS:
             est = SP2OTClustering(n_clusters=K, random_state=seed, init=init)

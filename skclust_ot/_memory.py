@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import _defaults as defaults
-from ._start import GRAPH_STARTS
+from ._start import GRAPH_STARTS, overcluster_size
 from ._stats import _STATS_CHUNK
 from .ot._graph import auto_method
 
@@ -127,9 +127,11 @@ def _start_phases(config, params, n_samples, n_features, n_clusters, device="cpu
         # the embedding and its copies, k-means' float64 copy of it; the
         # encoder's float32 regression target (and its standardized copy);
         # the consensus start keeps one embedding per candidate
-        ncv = min(m, max(2 * K + 1, 20))
+        # (the spectral start's embedding has overcluster_size(m, K) components)
+        E = overcluster_size(m, K) if config.init == "spectral" else K
+        ncv = min(m, max(2 * E + 1, 20))
         n_embeddings = len(defaults.CONSENSUS_NEIGHBORS) if config.init == "consensus" else 1
-        start["spectral embedding"] = m * (_F64 * (ncv + (3 + n_embeddings) * K) + 2 * _F32 * K)
+        start["spectral embedding"] = m * (_F64 * (ncv + (3 + n_embeddings) * E) + 2 * _F32 * E)
         # the symmetrized adjacency and its Laplacian (CSR: float64 value, int32 index)
         start["spectral adjacency"] = 4 * 2 * m * config.start_neighbors * (_F64 + 4)
     if config.init in ("kmeans", "consensus") and n <= defaults.EXACT_KMEANS_MAX_SAMPLES:

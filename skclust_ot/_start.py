@@ -37,8 +37,12 @@ __all__ = [
     "consensus_start",
     "fit_module_to_start",
     "kmeans_start",
+    "graph_adjacency",
     "landmark_rows",
+    "merge_by_edge_density",
+    "overcluster_size",
     "random_start",
+    "ratio_cut",
     "restrict_graph",
     "spectral_start",
 ]
@@ -137,6 +141,86 @@ def _connectivity_embedding(rows, cols, n_samples, n_components, seed):
             return embed(eigen_solver="arpack")
 
 
+def graph_adjacency(graph):
+    """The kNN graph's symmetrized 0/1 adjacency (an edge where either row lists the other)."""
+    rows, cols = graph.indices().cpu().numpy()
+    n_samples = graph.shape[0]
+    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_samples, n_samples))
+    adjacency = adjacency + adjacency.T
+    adjacency.data[:] = 1.0
+    return adjacency
+
+
+def merge_by_edge_density(labels, adjacency, n_clusters):
+    """Merge a fine partition into ``n_clusters`` clusters along a graph (average linkage).
+
+    Repeatedly joins the two clusters whose edge density is highest: the
+    number of graph edges between them divided by the product of their
+    sizes. Clusters that are pieces of one group are densely connected and
+    join first; a small group that is only thinly wired to a big one keeps
+    its own cluster. Where no edge joins any two clusters left, the two
+    smallest are joined. Deterministic (ties go to the lowest indices).
+
+    Parameters
+    ----------
+    labels : ndarray of int of shape (n_samples,)
+        The fine partition (any integer labels).
+    adjacency : scipy.sparse matrix of shape (n_samples, n_samples)
+        A symmetric graph over the same samples.
+    n_clusters : int
+        How many clusters to keep.
+
+    Returns
+    -------
+    merged : ndarray of int of shape (n_samples,)
+        Labels in ``range(min(n_clusters, number of fine clusters))``; each
+        merged cluster is a union of fine ones.
+    """
+    _, fine = np.unique(labels, return_inverse=True)
+    n_fine = int(fine.max()) + 1
+    if n_fine <= n_clusters:
+        return fine
+    onehot = sp.csr_matrix((np.ones(fine.size), (np.arange(fine.size), fine)),
+                           shape=(fine.size, n_fine))
+    between = np.asarray((onehot.T @ adjacency @ onehot).todense(), dtype=np.float64)
+    sizes = np.bincount(fine, minlength=n_fine).astype(np.float64)
+    group = np.arange(n_fine)
+    alive = list(range(n_fine))
+    while len(alive) > n_clusters:
+        idx = np.asarray(alive)
+        density = between[np.ix_(idx, idx)] / np.outer(sizes[idx], sizes[idx])
+        np.fill_diagonal(density, -1.0)
+        a, b = np.unravel_index(np.argmax(density), density.shape)
+        if density[a, b] <= 0:
+            a, b = np.argsort(sizes[idx], kind="stable")[:2]
+        i, j = sorted((int(idx[a]), int(idx[b])))
+        between[i, :] += between[j, :]
+        between[:, i] += between[:, j]
+        sizes[i] += sizes[j]
+        group[group == j] = i
+        alive.remove(j)
+    relabel = np.full(n_fine, -1)
+    relabel[alive] = np.arange(len(alive))
+    return relabel[group[fine]]
+
+
+def overcluster_size(n_samples, n_clusters):
+    """How many fine clusters the spectral start cuts before merging to ``n_clusters``.
+
+    ``OVERCLUSTER_FACTOR * n_clusters``, but at most one per
+    ``OVERCLUSTER_MIN_ROWS`` samples (at least ``n_clusters + 1``), at most
+    ``OVERCLUSTER_MAX_CLUSTERS`` (none beyond ``n_clusters`` when that is
+    larger: the eigenproblem's cost grows with its size), and never so many
+    that the eigenproblem has fewer than ``SPECTRAL_START_MIN_EXTRA_SAMPLES``
+    spare rows. ``n_clusters`` itself means no over-clustering.
+    """
+    n_fine = min(defaults.OVERCLUSTER_FACTOR * n_clusters,
+                 max(n_clusters + 1, n_samples // defaults.OVERCLUSTER_MIN_ROWS),
+                 max(n_clusters, defaults.OVERCLUSTER_MAX_CLUSTERS),
+                 n_samples - defaults.SPECTRAL_START_MIN_EXTRA_SAMPLES)
+    return max(n_fine, n_clusters)
+
+
 def spectral_embedding(graph, n_components, seed):
     """Spectral embedding of the symmetrized kNN connectivity graph.
 
@@ -153,15 +237,46 @@ def kmeans_start(data, n_clusters, seed):
     return StartPartition(kmeans_labels(data.features, n_clusters, seed))
 
 
-def spectral_start(data, n_clusters, seed):
-    """Spectral clustering of the kNN graph; its embedding becomes the encoder's target.
+def ratio_cut(labels, adjacency):
+    """The partition's ratio cut on a graph: the sum over clusters of cut edges / size."""
+    labels = np.asarray(labels)
+    n_labels = int(labels.max()) + 1
+    onehot = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)),
+                           shape=(labels.size, n_labels))
+    between = np.asarray((onehot.T @ adjacency @ onehot).todense(), dtype=np.float64)
+    sizes = np.bincount(labels, minlength=n_labels)
+    cut = between.sum(1) - np.diag(between)
+    return float((cut[sizes > 0] / sizes[sizes > 0]).sum())
 
-    The labels are k-means on the spectral embedding (spectral clustering's
-    partition); teaching the encoder the embedding makes the start
-    inductive, so new samples get graph-aware features without the graph.
+
+def spectral_start(data, n_clusters, seed):
+    """Spectral clustering of the kNN graph, or its over-clustered and merged variant.
+
+    The spectral embedding has ``n_fine = overcluster_size(n, n_clusters)``
+    components (twice ``n_clusters`` where the data allow, at most 64 unless
+    ``n_clusters`` is larger). Two partitions are cut from it: spectral
+    clustering's own (k-means with ``n_clusters`` on the leading
+    ``n_clusters`` components), and an over-clustered one (k-means with
+    ``n_fine`` clusters on all components, then :func:`merge_by_edge_density`
+    joins them along the graph until ``n_clusters`` remain). Cutting more
+    clusters than wanted gives a small class a cluster of its own, where
+    spectral clustering would rather split a big class and wire the small
+    one into a neighbour; the merge puts the big class's pieces back
+    together, because they are densely connected. The start is whichever of
+    the two has the smaller :func:`ratio_cut` on the graph (fewer edges cut
+    per sample), so the merge is kept only where the graph agrees with it.
+    The embedding becomes the encoder's target, which makes the start
+    inductive: new samples get graph-aware features without the graph.
     """
-    embedding = spectral_embedding(data.graph, n_clusters, seed)
-    labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)
+    n_fine = overcluster_size(data.graph.shape[0], n_clusters)
+    embedding = spectral_embedding(data.graph, n_fine, seed)
+    labels = kmeans_labels(torch.from_numpy(embedding[:, :n_clusters]), n_clusters, seed)
+    if n_fine > n_clusters:
+        adjacency = graph_adjacency(data.graph)
+        fine = kmeans_labels(torch.from_numpy(embedding), n_fine, seed)
+        merged = merge_by_edge_density(fine, adjacency, n_clusters)
+        if ratio_cut(merged, adjacency) < ratio_cut(labels, adjacency):
+            labels = merged
     return StartPartition(labels, embedding)
 
 

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.datasets import make_blobs, make_moons
@@ -28,7 +29,12 @@ from skclust_ot._start import (
     StartPartition,
     calibrate_batchnorm,
     fit_module_to_start,
+    graph_adjacency,
+    kmeans_labels,
     kmeans_start,
+    merge_by_edge_density,
+    overcluster_size,
+    ratio_cut,
     prototypes_from_labels,
     spectral_embedding,
     spectral_start,
@@ -72,17 +78,130 @@ def test_kmeans_start_reproduces_kmeans_labels():
     assert partition.embedding is None
 
 
-def test_spectral_start_reproduces_spectral_clustering_on_two_moons():
+def test_spectral_start_is_spectral_clustering_over_clustered_then_merged_on_two_moons():
     features, y = moons()
     graph = knn_graph(features, 10).coalesce()
     partition = spectral_start(StartData(features, graph), 2, seed=0)
-    reference = SpectralClustering(2, affinity="precomputed", random_state=0).fit_predict(
+    n_fine = overcluster_size(features.shape[0], 2)
+    assert n_fine == 4
+    fine = SpectralClustering(n_fine, affinity="precomputed", random_state=0).fit_predict(
         connectivity(graph))
-    assert adjusted_rand_score(reference, partition.labels) == 1.0
+    expected = merge_by_edge_density(fine, graph_adjacency(graph), 2)
+    assert adjusted_rand_score(expected, partition.labels) == 1.0
     assert adjusted_rand_score(y, partition.labels) == 1.0
     # the graph is what makes it: k-means alone cuts the moons across
     assert adjusted_rand_score(y, kmeans_start(StartData(features), 2, 0).labels) < 0.6
-    assert partition.embedding.shape == (features.shape[0], 2)
+    assert partition.embedding.shape == (features.shape[0], n_fine)
+
+
+def test_overcluster_size_doubles_the_clusters_within_the_data_and_cost_limits():
+    assert overcluster_size(1000, 10) == 20
+    assert overcluster_size(96, 7) == 9            # one fine cluster per 10 rows
+    assert overcluster_size(50, 7) == 8            # but at least one more than wanted
+    assert overcluster_size(20_000, 50) == defaults.OVERCLUSTER_MAX_CLUSTERS
+    assert overcluster_size(20_000, 100) == 100    # many clusters: no over-clustering
+    assert overcluster_size(6, 2) == 3             # the eigenproblem keeps spare rows
+
+
+def _cliques(sizes, bridges):
+    """Adjacency of cliques of ``sizes``, with ``bridges`` extra edges (i, j) between them."""
+    n = sum(sizes)
+    A = np.zeros((n, n))
+    start = 0
+    for size in sizes:
+        A[start:start + size, start:start + size] = 1.0
+        start += size
+    for i, j in bridges:
+        A[i, j] = A[j, i] = 1.0
+    np.fill_diagonal(A, 0.0)
+    return sp.csr_matrix(A)
+
+
+def test_merging_puts_a_split_group_back_together_and_keeps_a_thin_small_one_apart():
+    # a big clique of 40 cut into three pieces, a small clique of 5 wired to it
+    # by two edges, and a second clique of 20
+    A = _cliques([40, 5, 20], bridges=[(0, 40), (1, 41), (45, 39)])
+    fine = np.repeat([0, 1, 2, 3, 4], [14, 13, 13, 5, 20])
+    merged = merge_by_edge_density(fine, A, 3)
+    truth = np.repeat([0, 1, 2], [40, 5, 20])
+    assert adjusted_rand_score(truth, merged) == 1.0
+    assert set(merged) == {0, 1, 2}
+    # the input is not modified, and labels need not be consecutive
+    relabelled = np.where(fine == 4, 9, fine)
+    np.testing.assert_array_equal(merge_by_edge_density(relabelled, A, 3), merged)
+    np.testing.assert_array_equal(fine, np.repeat([0, 1, 2, 3, 4], [14, 13, 13, 5, 20]))
+
+
+def test_merging_without_edges_between_clusters_joins_the_two_smallest():
+    A = _cliques([10, 3, 4, 8], bridges=[])
+    fine = np.repeat([0, 1, 2, 3], [10, 3, 4, 8])
+    merged = merge_by_edge_density(fine, A, 3)
+    assert merged[10] == merged[13]  # the 3- and 4-row cliques
+    assert len(set(merged)) == 3
+    # fewer fine clusters than wanted: returned as they are (consecutive)
+    np.testing.assert_array_equal(merge_by_edge_density(np.array([5, 5, 7]), A[:3, :3], 3),
+                                  [0, 0, 1])
+
+
+def test_ratio_cut_counts_cut_edges_per_sample_of_each_cluster():
+    A = _cliques([4, 3], bridges=[(0, 4), (1, 5)])
+    assert ratio_cut(np.repeat([0, 1], [4, 3]), A) == pytest.approx(2 / 4 + 2 / 3)
+    # cutting a clique costs more
+    assert ratio_cut(np.array([0, 0, 1, 1, 2, 2, 2]), A) > ratio_cut(np.repeat([0, 1], [4, 3]), A)
+
+
+def _head_and_small_class(seed, spread):
+    """A long head class, a second big class, and a class of 20 rows beside the head."""
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(size=(600, 2)) * [spread, 0.6],
+                   rng.normal(size=(400, 2)) * 0.6 + [0, 5],
+                   rng.normal(size=(20, 2)) * 0.3 + [0, -3.0]]).astype(np.float32)
+    return X, np.repeat([0, 1, 2], [600, 400, 20])
+
+
+def _start_and_k_way(X, n_clusters, seed):
+    features = torch.from_numpy(X)
+    graph = knn_graph(features, 10).coalesce()
+    start = spectral_start(StartData(features, graph), n_clusters, seed).labels
+    k_way = kmeans_labels(torch.from_numpy(spectral_embedding(graph, n_clusters, seed)),
+                          n_clusters, seed)
+    return start, k_way
+
+
+def test_over_clustering_keeps_a_small_class_that_k_way_spectral_clustering_cuts_away():
+    # with three clusters spectral clustering often halves the head and wires
+    # the small class into one half; cutting six fine clusters gives the
+    # small class its own, the merge rejoins the head's halves, and the
+    # merged partition cuts fewer edges per sample, so the start keeps it
+    recovered = {"start": 0, "k-way": 0}
+    worse = 0
+    for seed in range(8):
+        for spread in (3.0, 4.0):
+            X, y = _head_and_small_class(seed, spread)
+            start, k_way = _start_and_k_way(X, 3, seed)
+            recovered["start"] += adjusted_rand_score(y, start) == 1.0
+            recovered["k-way"] += adjusted_rand_score(y, k_way) == 1.0
+            worse += adjusted_rand_score(y, start) < adjusted_rand_score(y, k_way) - 0.01
+    assert recovered["start"] >= 8, recovered   # 10 of 16 when written
+    assert recovered["k-way"] <= 6, recovered   # 4 of 16
+    assert worse == 0
+
+
+def test_the_start_keeps_k_way_spectral_clustering_where_the_merge_cuts_more():
+    # three blobs with a tail of 4-11 rows, smaller than the graph's 10
+    # neighbours: a merge can join the tail to a piece of the head; the
+    # ratio cut then prefers spectral clustering's own partition (on 40
+    # such draws the start was never worse than it, always merging was on 9)
+    worse = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        sizes = [int(rng.integers(40, 120)), int(rng.integers(15, 40)), int(rng.integers(4, 12))]
+        X, y = make_blobs(n_samples=sizes, centers=[[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]],
+                          cluster_std=1.0, random_state=seed)
+        X = ((X - X.mean(0)) / X.std()).astype(np.float32)
+        start, k_way = _start_and_k_way(X, 3, seed)
+        worse += adjusted_rand_score(y, start) < adjusted_rand_score(y, k_way) - 0.01
+    assert worse == 0
 
 
 def test_spectral_embedding_is_the_leading_eigenvectors_of_the_normalized_laplacian():

@@ -1,0 +1,141 @@
+"""Over-clustering the spectral start: partitions only, no training.
+
+Compares three partitions of the same spectral embedding (the kNN graph the
+estimator's start sees: 10 neighbours of the globally standardized rows):
+
+- ``k-way``: spectral clustering's own (k-means with K on the leading K
+  components), the start before the sixth session of 2026-12-01;
+- ``always merged``: k-means with ``n_fine = overcluster_size(n, K)`` fine
+  clusters on all components, merged along the graph by edge density;
+- ``start``: the package's spectral start, which keeps the merged partition
+  only where its ratio cut is the smaller.
+
+On one half of the quality benchmark's cases (the tuning half by default)
+and on two families of seeded synthetic blobs with a tail smaller than the
+graph's k: three 4-D blobs (40-119 / 15-39 / 4-11 rows) and two 4-D blobs
+(100-399 / 5-24 rows, centres 4 apart). For every family it prints the mean
+balanced accuracy / macro-F1 (per-case means first on the real cases) and,
+for the synthetic ones, on how many draws a partition is worse or better
+than k-way by more than 0.01 BA.
+
+Usage::
+
+    python benchmarks/bench_start_merge.py --jobs 2      # about a minute on 2 cores
+
+The table and what was learned are in ``docs/design.md`` ("Over-clustering
+the spectral start").
+"""
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from cases import CASES, prepare_embeddings, split_halves  # noqa: E402
+
+from skclust_ot._start import (  # noqa: E402
+    StartData,
+    graph_adjacency,
+    kmeans_labels,
+    merge_by_edge_density,
+    overcluster_size,
+    spectral_embedding,
+    spectral_start,
+)
+from skclust_ot.metrics import clustering_report  # noqa: E402
+from skclust_ot.ot import knn_graph  # noqa: E402
+
+PARTITIONS = ("k-way", "always merged", "start")
+
+
+def partitions(X, y, seed):
+    """BA and macro-F1 of the three partitions of one data set."""
+    n_clusters = int(y.max()) + 1
+    scaled = (X - X.mean(0)) / X.std()  # the estimator's standardize="global"
+    features = torch.from_numpy(scaled.astype(np.float32))
+    graph = knn_graph(features, min(10, len(y) - 1), method="exact").coalesce()
+    n_fine = overcluster_size(len(y), n_clusters)
+    embedding = spectral_embedding(graph, n_fine, seed)
+    labels = {
+        "k-way": kmeans_labels(torch.from_numpy(embedding[:, :n_clusters]), n_clusters, seed),
+        "always merged": merge_by_edge_density(
+            kmeans_labels(torch.from_numpy(embedding), n_fine, seed), graph_adjacency(graph),
+            n_clusters),
+        "start": spectral_start(StartData(features, graph), n_clusters, seed).labels,
+    }
+    out = {}
+    for name, lab in labels.items():
+        report = clustering_report(y, lab)
+        out[name] = (report["balanced_accuracy"], report["macro_f1"])
+    return out
+
+
+def blobs(family, seed):
+    """One seeded synthetic data set of a family ("three blobs" or "two blobs")."""
+    rng = np.random.default_rng(seed)
+    if family == "three blobs":
+        sizes = [int(rng.integers(40, 120)), int(rng.integers(15, 40)), int(rng.integers(4, 12))]
+        centers = [[0, 0, 0, 0], [6, 6, 0, 0], [0, 6, 6, 0]]
+    else:
+        sizes = [int(rng.integers(100, 400)), int(rng.integers(5, 25))]
+        centers = [[0, 0, 0, 0], [4, 0, 0, 0]]
+    return make_blobs(n_samples=sizes, centers=centers, cluster_std=1.0, random_state=seed)
+
+
+def run(kind, name, seed):
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    with threadpool_limits(1):
+        X, y = (CASES[name](seed)[:2] if kind == "case" else blobs(name, seed))
+        return {"kind": kind, "family": "real cases" if kind == "case" else name,
+                "case": name if kind == "case" else f"{name} {seed}", "seed": seed,
+                **partitions(X, y, seed)}
+
+
+def summarize(runs):
+    """Markdown table: one row per family and partition."""
+    lines = ["| data | partition | BA | F1 | worse / better than k-way (BA ± 0.01) |",
+             "|---|---|---:|---:|---:|"]
+    for family in dict.fromkeys(r["family"] for r in runs):
+        mine = [r for r in runs if r["family"] == family]
+        cases = list(dict.fromkeys(r["case"] for r in mine))
+        for name in PARTITIONS:
+            means = [np.mean([r[name] for r in mine if r["case"] == c], axis=0) for c in cases]
+            ba, f1 = np.mean(means, axis=0)
+            worse = sum(r[name][0] < r["k-way"][0] - 0.01 for r in mine)
+            better = sum(r[name][0] > r["k-way"][0] + 0.01 for r in mine)
+            counts = "" if family == "real cases" else f"{worse} / {better} of {len(mine)}"
+            lines.append(f"| {family} | {name} | {ba:.3f} | {f1:.3f} | {counts} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--half", choices=("tuning", "validation"), default="tuning")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the real cases")
+    parser.add_argument("--draws", type=int, default=40, help="synthetic data sets per family")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    names = split_halves()[args.half]
+    prepare_embeddings(names)
+    jobs = [("case", n, int(s)) for n in names for s in args.seeds.split(",")]
+    jobs += [("blobs", family, s) for family in ("three blobs", "two blobs")
+             for s in range(args.draws)]
+    runs = Parallel(n_jobs=args.jobs)(delayed(run)(*job) for job in jobs)
+    print(summarize(runs))
+
+
+if __name__ == "__main__":
+    main()

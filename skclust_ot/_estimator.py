@@ -178,7 +178,7 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         instead of itself, each supervised by the other's pseudo-label
         (neighbour consistency). Used with the ``"full"`` OT scope, on one
         process up to 20,000 samples (it needs the kNN graph of all samples).
-    init : {"auto", "kmeans", "spectral", "random"}, default="auto"
+    init : {"auto", "kmeans", "spectral", "spectral_kway", "random"}, default="auto"
         How training starts (the strategies of ``skclust_ot._start``).
         ``"auto"``: ``"spectral"``. ``"kmeans"``: k-means in the scaled
         input space, and the head fitted to reproduce that partition
@@ -189,8 +189,12 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         (k-means on an embedding of ``2 * n_clusters`` components, at most
         64 and one per 10 samples, cuts that many clusters, and the pairs
         joined by the densest graph edges are merged until ``n_clusters``
-        remain, so a small class can keep a cluster of its own); with fewer
-        than ``2 * n_clusters + 2`` samples it becomes ``"kmeans"``. Above
+        remain, so a small class can keep a cluster of its own).
+        ``"spectral_kway"``: the same without over-clustering, spectral
+        clustering's own partition, as ``"spectral"`` was before it
+        over-clustered (safer on two-class data whose small class has fewer
+        rows than ``n_neighbors``). With fewer than
+        ``2 * n_clusters + 2`` samples both become ``"kmeans"``. Above
         20,000 samples the spectral start runs on a seeded random sample of
         20,000 (landmarks, with their own exact kNN graph), and the encoder
         carries it to the other samples.
@@ -312,7 +316,8 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         "noise": [Interval(Real, 0, None, closed="left")],
         "mask_prob": [Interval(Real, 0, 1, closed="left")],
         "neighbor_views": [Interval(Real, 0, 1, closed="both")],
-        "init": [StrOptions({"auto", "consensus", "kmeans", "spectral", "random"})],
+        "init": [StrOptions({"auto", "consensus", "kmeans", "spectral", "spectral_kway",
+                             "random"})],
         "device": [str],
         "distributed": ["boolean"],
         "callbacks": [list, None],

@@ -44,6 +44,7 @@ __all__ = [
     "random_start",
     "ratio_cut",
     "restrict_graph",
+    "spectral_kway_start",
     "spectral_start",
 ]
 
@@ -280,6 +281,20 @@ def spectral_start(data, n_clusters, seed):
     return StartPartition(labels, embedding)
 
 
+def spectral_kway_start(data, n_clusters, seed):
+    """Spectral clustering's own K-way partition, without over-clustering.
+
+    k-means with ``n_clusters`` on the spectral embedding of ``n_clusters``
+    components, which the encoder is taught: the spectral start as it was
+    before the over-clustering of :func:`spectral_start`. Safer where a
+    class is smaller than the graph's neighbour count in two-class data
+    (docs/design.md, "Over-clustering the spectral start").
+    """
+    embedding = spectral_embedding(data.graph, n_clusters, seed)
+    labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)
+    return StartPartition(labels, embedding)
+
+
 def _strongest(graph, n_neighbors):
     """Per row, the columns and weights of the ``n_neighbors`` strongest edges."""
     graph = graph.coalesce()
@@ -350,10 +365,11 @@ def random_start(data, n_clusters, seed):
 
 
 #: Start strategies by the name ``init`` resolves to.
-STARTS = {"kmeans": kmeans_start, "spectral": spectral_start, "consensus": consensus_start,
+STARTS = {"kmeans": kmeans_start, "spectral": spectral_start,
+          "spectral_kway": spectral_kway_start, "consensus": consensus_start,
           "random": random_start}
 #: The strategies that read ``StartData.graph``.
-GRAPH_STARTS = frozenset({"spectral", "consensus"})
+GRAPH_STARTS = frozenset({"spectral", "spectral_kway", "consensus"})
 
 
 # --------------------------------------------------------------------------- #

@@ -37,6 +37,7 @@ from skclust_ot._start import (
     ratio_cut,
     prototypes_from_labels,
     spectral_embedding,
+    spectral_kway_start,
     spectral_start,
 )
 from skclust_ot.exceptions import ConvergenceWarning
@@ -59,7 +60,7 @@ def connectivity(graph):
 
 
 def test_every_strategy_has_the_same_signature_and_is_picked_by_name():
-    assert set(STARTS) == {"kmeans", "spectral", "consensus", "random"}
+    assert set(STARTS) == {"kmeans", "spectral", "spectral_kway", "consensus", "random"}
     assert GRAPH_STARTS <= set(STARTS)
     signatures = {name: list(inspect.signature(f).parameters) for name, f in STARTS.items()}
     assert all(params == ["data", "n_clusters", "seed"] for params in signatures.values())
@@ -96,6 +97,21 @@ def test_spectral_start_is_k_way_or_merged_spectral_clustering_by_ratio_cut_on_t
     # the graph is what makes it: k-means alone cuts the moons across
     assert adjusted_rand_score(y, kmeans_start(StartData(features), 2, 0).labels) < 0.6
     assert partition.embedding.shape == (features.shape[0], n_fine)
+
+
+def test_spectral_kway_start_is_spectral_clustering_without_over_clustering():
+    features, y = moons()
+    graph = knn_graph(features, 10).coalesce()
+    partition = spectral_kway_start(StartData(features, graph), 2, seed=0)
+    reference = SpectralClustering(2, affinity="precomputed", random_state=0).fit_predict(
+        connectivity(graph))
+    assert adjusted_rand_score(reference, partition.labels) == 1.0
+    assert partition.embedding.shape == (features.shape[0], 2)
+    # the estimator takes it by name, and it reads the graph as "spectral" does
+    assert "spectral_kway" in GRAPH_STARTS
+    X, y = make_blobs(200, centers=[[0, 0], [6, 0]], random_state=0)
+    est = SP2OTClustering(2, init="spectral_kway", max_epochs=2, random_state=0).fit(X)
+    assert adjusted_rand_score(y, est.labels_) == 1.0
 
 
 def test_overcluster_size_doubles_the_clusters_within_the_data_and_cost_limits():

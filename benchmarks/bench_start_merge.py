@@ -18,9 +18,14 @@ balanced accuracy / macro-F1 (per-case means first on the real cases) and,
 for the synthetic ones, on how many draws a partition is worse or better
 than k-way by more than 0.01 BA.
 
+With ``--estimator`` it also fits ``SP2OTClustering`` (defaults, only
+``n_clusters`` and ``random_state``) with ``init="spectral"`` (the default),
+``"spectral_kway"`` and ``"kmeans"`` on every synthetic draw.
+
 Usage::
 
-    python benchmarks/bench_start_merge.py --jobs 2      # about a minute on 2 cores
+    python benchmarks/bench_start_merge.py --jobs 2               # about a minute on 2 cores
+    python benchmarks/bench_start_merge.py --jobs 2 --estimator   # about three more
 
 The table and what was learned are in ``docs/design.md`` ("Over-clustering
 the spectral start").
@@ -45,6 +50,7 @@ sys.path.insert(0, str(HERE))
 
 from cases import CASES, prepare_embeddings, split_halves  # noqa: E402
 
+from skclust_ot import SP2OTClustering  # noqa: E402
 from skclust_ot._start import (  # noqa: E402
     StartData,
     graph_adjacency,
@@ -58,6 +64,7 @@ from skclust_ot.metrics import clustering_report  # noqa: E402
 from skclust_ot.ot import knn_graph  # noqa: E402
 
 PARTITIONS = ("k-way", "always merged", "start")
+INITS = ("spectral", "spectral_kway", "kmeans")
 
 
 def partitions(X, y, seed):
@@ -104,6 +111,36 @@ def run(kind, name, seed):
                 **partitions(X, y, seed)}
 
 
+def fit(family, seed):
+    """BA and macro-F1 of the estimator with each start on one synthetic draw."""
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    X, y = blobs(family, seed)
+    out = {"family": family, "case": f"{family} {seed}"}
+    with threadpool_limits(1):
+        for init in INITS:
+            labels = SP2OTClustering(int(y.max()) + 1, init=init,
+                                     random_state=seed).fit_predict(X)
+            report = clustering_report(y, labels)
+            out[init] = (report["balanced_accuracy"], report["macro_f1"])
+    return out
+
+
+def summarize_fits(fits):
+    """Markdown table of the estimator's starts on the synthetic draws."""
+    lines = ["| data | init | BA | F1 | worse / better than spectral_kway (BA ± 0.01) |",
+             "|---|---|---:|---:|---:|"]
+    for family in dict.fromkeys(r["family"] for r in fits):
+        mine = [r for r in fits if r["family"] == family]
+        for init in INITS:
+            ba, f1 = np.mean([r[init] for r in mine], axis=0)
+            worse = sum(r[init][0] < r["spectral_kway"][0] - 0.01 for r in mine)
+            better = sum(r[init][0] > r["spectral_kway"][0] + 0.01 for r in mine)
+            lines.append(f"| {family} | {init} | {ba:.3f} | {f1:.3f} | "
+                         f"{worse} / {better} of {len(mine)} |")
+    return "\n".join(lines)
+
+
 def summarize(runs):
     """Markdown table: one row per family and partition."""
     lines = ["| data | partition | BA | F1 | worse / better than k-way (BA ± 0.01) |",
@@ -127,6 +164,8 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the real cases")
     parser.add_argument("--draws", type=int, default=40, help="synthetic data sets per family")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--estimator", action="store_true",
+                        help="also fit the estimator with each start on the synthetic draws")
     args = parser.parse_args(argv)
     names = split_halves()[args.half]
     prepare_embeddings(names)
@@ -135,6 +174,12 @@ def main(argv=None):
              for s in range(args.draws)]
     runs = Parallel(n_jobs=args.jobs)(delayed(run)(*job) for job in jobs)
     print(summarize(runs))
+    if args.estimator:
+        fits = Parallel(n_jobs=args.jobs)(delayed(fit)(family, s)
+                                          for family in ("three blobs", "two blobs")
+                                          for s in range(args.draws))
+        print()
+        print(summarize_fits(fits))
 
 
 if __name__ == "__main__":

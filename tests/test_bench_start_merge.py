@@ -40,3 +40,15 @@ def test_the_synthetic_families_have_their_documented_sizes_and_are_seeded():
     X2, y2 = bench.blobs("two blobs", 3)
     assert 100 <= np.bincount(y2)[0] < 400 and 5 <= np.bincount(y2)[1] < 25
     np.testing.assert_array_equal(bench.blobs("two blobs", 3)[0], X2)
+
+
+def test_the_estimator_table_counts_draws_against_the_k_way_start():
+    fits = [{"family": "two blobs", "case": "two blobs 0", "spectral": (0.5, 0.4),
+             "spectral_kway": (0.9, 0.8), "kmeans": (0.95, 0.9)},
+            {"family": "two blobs", "case": "two blobs 1", "spectral": (0.9, 0.8),
+             "spectral_kway": (0.9, 0.8), "kmeans": (0.7, 0.6)}]
+    rows = {line.split(" | ")[1]: line.split(" | ")[2:]
+            for line in bench.summarize_fits(fits).splitlines()[2:]}
+    assert rows["spectral"] == ["0.700", "0.600", "1 / 0 of 2 |"]
+    assert rows["spectral_kway"] == ["0.900", "0.800", "0 / 0 of 2 |"]
+    assert rows["kmeans"] == ["0.825", "0.750", "1 / 1 of 2 |"]

@@ -152,6 +152,13 @@ def graph_adjacency(graph):
     return adjacency
 
 
+def _cluster_edges(labels, adjacency, n_labels):
+    """The (n_labels, n_labels) float64 counts of graph edges between clusters of ``labels``."""
+    onehot = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)),
+                           shape=(labels.size, n_labels))
+    return np.asarray((onehot.T @ adjacency @ onehot).todense(), dtype=np.float64)
+
+
 def merge_by_edge_density(labels, adjacency, n_clusters):
     """Merge a fine partition into ``n_clusters`` clusters along a graph (average linkage).
 
@@ -181,9 +188,7 @@ def merge_by_edge_density(labels, adjacency, n_clusters):
     n_fine = int(fine.max()) + 1
     if n_fine <= n_clusters:
         return fine
-    onehot = sp.csr_matrix((np.ones(fine.size), (np.arange(fine.size), fine)),
-                           shape=(fine.size, n_fine))
-    between = np.asarray((onehot.T @ adjacency @ onehot).todense(), dtype=np.float64)
+    between = _cluster_edges(fine, adjacency, n_fine)
     sizes = np.bincount(fine, minlength=n_fine).astype(np.float64)
     group = np.arange(n_fine)
     alive = list(range(n_fine))
@@ -242,9 +247,7 @@ def ratio_cut(labels, adjacency):
     """The partition's ratio cut on a graph: the sum over clusters of cut edges / size."""
     labels = np.asarray(labels)
     n_labels = int(labels.max()) + 1
-    onehot = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)),
-                           shape=(labels.size, n_labels))
-    between = np.asarray((onehot.T @ adjacency @ onehot).todense(), dtype=np.float64)
+    between = _cluster_edges(labels, adjacency, n_labels)
     sizes = np.bincount(labels, minlength=n_labels)
     cut = between.sum(1) - np.diag(between)
     return float((cut[sizes > 0] / sizes[sizes > 0]).sum())

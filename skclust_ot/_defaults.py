@@ -42,9 +42,9 @@ SPECTRAL_START_MIN_EXTRA_SAMPLES = 2
 #: least ``n_clusters + 1``), and the pair of clusters joined by the densest
 #: edges of the kNN graph is merged until ``n_clusters`` remain. A small class
 #: keeps a fine cluster of its own instead of being cut into a big one. The
-#: merged partition replaces spectral clustering's where it has the smaller
-#: ratio cut. Chosen on the quality benchmark's tuning half (docs/design.md,
-#: "Over-clustering the spectral start").
+#: merged partition replaces spectral clustering's where it has the larger
+#: mean silhouette in the input space. Chosen on the quality benchmark's
+#: tuning half (docs/design.md, "Over-clustering the spectral start").
 OVERCLUSTER_FACTOR = 2
 OVERCLUSTER_MIN_ROWS = 10
 #: ...and at most this many fine clusters (or ``n_clusters`` when larger, which
@@ -53,6 +53,10 @@ OVERCLUSTER_MIN_ROWS = 10
 #: with LOBPCG and 200 took 47 s, its k-means 3 s and 17 s), so for many
 #: clusters the start keeps spectral clustering's own size.
 OVERCLUSTER_MAX_CLUSTERS = 64
+#: The silhouette that chooses between the merged and the K-way partition is
+#: exact up to this many samples, and of a seeded sample of this many above
+#: (its cost is quadratic in the rows it sees).
+START_REFEREE_MAX_ROWS = 5_000
 #: Up to this many samples the k-means start runs exact ``KMeans`` in float64;
 #: above it, ``MiniBatchKMeans`` on the float32 data.
 EXACT_KMEANS_MAX_SAMPLES = 20_000

@@ -23,7 +23,7 @@ import torch
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.manifold import spectral_embedding as _sk_spectral_embedding
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from torch import nn
 
 from . import _defaults as defaults
@@ -42,8 +42,8 @@ __all__ = [
     "merge_by_edge_density",
     "overcluster_size",
     "random_start",
-    "ratio_cut",
     "restrict_graph",
+    "silhouette",
     "spectral_kway_start",
     "spectral_start",
 ]
@@ -243,14 +243,25 @@ def kmeans_start(data, n_clusters, seed):
     return StartPartition(kmeans_labels(data.features, n_clusters, seed))
 
 
-def ratio_cut(labels, adjacency):
-    """The partition's ratio cut on a graph: the sum over clusters of cut edges / size."""
+def silhouette(features, labels, seed):
+    """Mean silhouette of a partition in the input space (Euclidean), or -1 for one cluster.
+
+    Exact up to ``START_REFEREE_MAX_ROWS`` samples; above, the silhouette of
+    a seeded sample of that many (scikit-learn's ``sample_size``). The
+    spectral start uses it to choose between two partitions of the graph:
+    it does not share the graph's bias (spectral clustering relaxes the
+    ratio cut, which favours clusters of equal size), and it judges each
+    sample by its own cluster against the nearest other one, whatever the
+    clusters' sizes.
+    """
     labels = np.asarray(labels)
-    n_labels = int(labels.max()) + 1
-    between = _cluster_edges(labels, adjacency, n_labels)
-    sizes = np.bincount(labels, minlength=n_labels)
-    cut = between.sum(1) - np.diag(between)
-    return float((cut[sizes > 0] / sizes[sizes > 0]).sum())
+    if np.unique(labels).size < 2:
+        return -1.0
+    X = features.detach().cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
+    X = X.reshape(X.shape[0], -1)
+    sample = defaults.START_REFEREE_MAX_ROWS if X.shape[0] > defaults.START_REFEREE_MAX_ROWS \
+        else None
+    return float(silhouette_score(X, labels, sample_size=sample, random_state=seed))
 
 
 def spectral_start(data, n_clusters, seed):
@@ -267,8 +278,12 @@ def spectral_start(data, n_clusters, seed):
     spectral clustering would rather split a big class and wire the small
     one into a neighbour; the merge puts the big class's pieces back
     together, because they are densely connected. The start is whichever of
-    the two has the smaller :func:`ratio_cut` on the graph (fewer edges cut
-    per sample), so the merge is kept only where the graph agrees with it.
+    the two has the larger :func:`silhouette` in the input space: a referee
+    outside the graph, because a class smaller than the graph's neighbour
+    count sends most of its edges out of it, and the merge can then join it
+    to a piece of a big class (the graph's own ratio cut, the referee
+    before, favours equal sizes and rejected good merges on the most
+    imbalanced data; docs/design.md, "Over-clustering the spectral start").
     The embedding becomes the encoder's target, which makes the start
     inductive: new samples get graph-aware features without the graph.
     """
@@ -279,7 +294,7 @@ def spectral_start(data, n_clusters, seed):
         adjacency = graph_adjacency(data.graph)
         fine = kmeans_labels(torch.from_numpy(embedding), n_fine, seed)
         merged = merge_by_edge_density(fine, adjacency, n_clusters)
-        if ratio_cut(merged, adjacency) < ratio_cut(labels, adjacency):
+        if silhouette(data.features, merged, seed) > silhouette(data.features, labels, seed):
             labels = merged
     return StartPartition(labels, embedding)
 

@@ -12,7 +12,7 @@ import torch
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.datasets import make_blobs, make_moons
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from skorch.callbacks import Callback
 
 from skclust_ot import SP2OTClustering
@@ -34,8 +34,8 @@ from skclust_ot._start import (
     kmeans_start,
     merge_by_edge_density,
     overcluster_size,
-    ratio_cut,
     prototypes_from_labels,
+    silhouette,
     spectral_embedding,
     spectral_kway_start,
     spectral_start,
@@ -79,7 +79,7 @@ def test_kmeans_start_reproduces_kmeans_labels():
     assert partition.embedding is None
 
 
-def test_spectral_start_is_k_way_or_merged_spectral_clustering_by_ratio_cut_on_two_moons():
+def test_spectral_start_is_k_way_or_merged_spectral_clustering_by_silhouette_on_two_moons():
     features, y = moons()
     graph = knn_graph(features, 10).coalesce()
     partition = spectral_start(StartData(features, graph), 2, seed=0)
@@ -91,7 +91,8 @@ def test_spectral_start_is_k_way_or_merged_spectral_clustering_by_ratio_cut_on_t
     fine = SpectralClustering(n_fine, affinity="precomputed", random_state=0).fit_predict(
         connectivity(graph))
     merged = merge_by_edge_density(fine, adjacency, 2)
-    expected = merged if ratio_cut(merged, adjacency) < ratio_cut(k_way, adjacency) else k_way
+    X = features.numpy()
+    expected = merged if silhouette_score(X, merged) > silhouette_score(X, k_way) else k_way
     assert adjusted_rand_score(expected, partition.labels) == 1.0
     assert adjusted_rand_score(y, partition.labels) == 1.0
     # the graph is what makes it: k-means alone cuts the moons across
@@ -163,11 +164,19 @@ def test_merging_without_edges_between_clusters_joins_the_two_smallest():
                                   [0, 0, 1])
 
 
-def test_ratio_cut_counts_cut_edges_per_sample_of_each_cluster():
-    A = _cliques([4, 3], bridges=[(0, 4), (1, 5)])
-    assert ratio_cut(np.repeat([0, 1], [4, 3]), A) == pytest.approx(2 / 4 + 2 / 3)
-    # cutting a clique costs more
-    assert ratio_cut(np.array([0, 0, 1, 1, 2, 2, 2]), A) > ratio_cut(np.repeat([0, 1], [4, 3]), A)
+def test_silhouette_is_sklearns_exact_or_on_a_seeded_sample(monkeypatch):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(60, 3)), rng.normal(size=(40, 3)) + 4]).astype(np.float32)
+    labels = np.repeat([0, 1], [60, 40])
+    assert silhouette(torch.from_numpy(X), labels, 0) == pytest.approx(
+        silhouette_score(X, labels), rel=1e-6)
+    assert silhouette(X, np.zeros(100, dtype=int), 0) == -1.0  # one cluster: the worst
+    assert silhouette(X, labels, 0) > silhouette(X, rng.integers(0, 2, 100), 0)
+    monkeypatch.setattr(defaults, "START_REFEREE_MAX_ROWS", 50)
+    sampled = silhouette(X, labels, 3)
+    assert sampled == silhouette(X, labels, 3)  # seeded
+    assert sampled == pytest.approx(silhouette_score(X, labels, sample_size=50, random_state=3))
+    assert sampled != pytest.approx(silhouette_score(X, labels))  # a sample, not all rows
 
 
 def _head_and_small_class(seed, spread):
@@ -188,30 +197,41 @@ def _start_and_k_way(X, n_clusters, seed):
     return start, k_way
 
 
-def test_over_clustering_keeps_a_small_class_that_k_way_spectral_clustering_cuts_away():
+def _merged(X, n_clusters, seed):
+    features = torch.from_numpy(X)
+    graph = knn_graph(features, 10).coalesce()
+    n_fine = overcluster_size(X.shape[0], n_clusters)
+    fine = kmeans_labels(torch.from_numpy(spectral_embedding(graph, n_fine, seed)), n_fine, seed)
+    return merge_by_edge_density(fine, graph_adjacency(graph), n_clusters)
+
+
+def test_over_clustering_recovers_a_small_class_that_k_way_spectral_clustering_cuts_away():
     # with three clusters spectral clustering often halves the head and wires
     # the small class into one half; cutting six fine clusters gives the
-    # small class its own, the merge rejoins the head's halves, and the
-    # merged partition cuts fewer edges per sample, so the start keeps it
-    recovered = {"start": 0, "k-way": 0}
-    worse = 0
+    # small class its own, and the merge rejoins the head's halves. The start
+    # takes whichever partition has the larger silhouette: here, K-way
+    # clustering's, because the elongated head has a poor silhouette whole
+    # (the referee's known cost, docs/design.md; the ratio cut, the referee
+    # before, kept the merge on 10 of the 16 draws)
+    recovered = {"merged": 0, "k-way": 0}
     for seed in range(8):
         for spread in (3.0, 4.0):
             X, y = _head_and_small_class(seed, spread)
             start, k_way = _start_and_k_way(X, 3, seed)
-            recovered["start"] += adjusted_rand_score(y, start) == 1.0
+            merged = _merged(X, 3, seed)
+            recovered["merged"] += adjusted_rand_score(y, merged) == 1.0
             recovered["k-way"] += adjusted_rand_score(y, k_way) == 1.0
-            worse += adjusted_rand_score(y, start) < adjusted_rand_score(y, k_way) - 0.01
-    assert recovered["start"] >= 8, recovered   # 10 of 16 when written
-    assert recovered["k-way"] <= 6, recovered   # 4 of 16
-    assert worse == 0
+            picked = merged if silhouette_score(X, merged) > silhouette_score(X, k_way) else k_way
+            assert adjusted_rand_score(picked, start) == 1.0
+    assert recovered["merged"] >= 8, recovered   # 10 of 16 when written
+    assert recovered["k-way"] <= 6, recovered    # 4 of 16
 
 
-def test_the_start_keeps_k_way_spectral_clustering_where_the_merge_cuts_more():
+def test_the_start_keeps_k_way_spectral_clustering_where_the_merge_joins_a_tiny_tail():
     # three blobs with a tail of 4-11 rows, smaller than the graph's 10
     # neighbours: a merge can join the tail to a piece of the head; the
-    # ratio cut then prefers spectral clustering's own partition (on 40
-    # such draws the start was never worse than it, always merging was on 9)
+    # silhouette then prefers spectral clustering's own partition (on 40
+    # such draws the start was worse than it on 2, always merging on 9)
     worse = 0
     for seed in range(12):
         rng = np.random.default_rng(seed)
@@ -590,3 +610,21 @@ def test_the_spectral_embedding_falls_back_to_arpack_where_lobpcg_fails(monkeypa
     # both span the same leading eigenvectors: the same two-moons partition
     labels = [KMeans(2, n_init=10, random_state=0).fit_predict(e) for e in (expected, fallback)]
     assert adjusted_rand_score(*labels) == 1.0
+
+
+def test_two_class_data_with_a_tail_smaller_than_k_keep_a_start_as_good_as_k_way():
+    # two blobs, the tail (5-24 rows) smaller than or near the graph's 10
+    # neighbours: its fine cluster can join a piece of the head while the
+    # head is cut in two; the silhouette rejects that merge (on these 12
+    # draws it is worse than K-way on 1; the ratio cut, the referee before,
+    # was worse on 5 and on 12 of 40 draws)
+    worse = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        sizes = [int(rng.integers(100, 400)), int(rng.integers(5, 25))]
+        X, y = make_blobs(n_samples=sizes, centers=[[0, 0, 0, 0], [4, 0, 0, 0]],
+                          cluster_std=1.0, random_state=seed)
+        X = ((X - X.mean(0)) / X.std()).astype(np.float32)
+        start, k_way = _start_and_k_way(X, 2, seed)
+        worse += adjusted_rand_score(y, start) < adjusted_rand_score(y, k_way) - 0.01
+    assert worse <= 1

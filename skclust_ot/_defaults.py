@@ -42,9 +42,10 @@ SPECTRAL_START_MIN_EXTRA_SAMPLES = 2
 #: least ``n_clusters + 1``), and the pair of clusters joined by the densest
 #: edges of the kNN graph is merged until ``n_clusters`` remain. A small class
 #: keeps a fine cluster of its own instead of being cut into a big one. The
-#: merged partition replaces spectral clustering's where it has the larger
-#: mean silhouette in the input space. Chosen on the quality benchmark's
-#: tuning half (docs/design.md, "Over-clustering the spectral start").
+#: merged partition replaces spectral clustering's where it has both the
+#: smaller ratio cut on the graph and the larger mean silhouette in the input
+#: space. Chosen on the quality benchmark's tuning half (docs/design.md,
+#: "Over-clustering the spectral start" and "The merge's referee").
 OVERCLUSTER_FACTOR = 2
 OVERCLUSTER_MIN_ROWS = 10
 #: ...and at most this many fine clusters (or ``n_clusters`` when larger, which

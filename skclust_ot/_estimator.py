@@ -185,15 +185,16 @@ class SP2OTClustering(InferenceMixin, ClassNamePrefixFeaturesOutMixin, Transform
         (prevents lost clusters). ``"spectral"``: the encoder is first taught the spectral
         embedding of the kNN graph (an inductive, graph-aware start), and
         the head is fitted to spectral clustering's partition, or to an
-        over-clustered one where that cuts fewer graph edges per sample
+        over-clustered one where that cuts fewer graph edges per sample and
+        has the larger silhouette in the scaled input space
         (k-means on an embedding of ``2 * n_clusters`` components, at most
         64 and one per 10 samples, cuts that many clusters, and the pairs
         joined by the densest graph edges are merged until ``n_clusters``
         remain, so a small class can keep a cluster of its own).
         ``"spectral_kway"``: the same without over-clustering, spectral
         clustering's own partition, as ``"spectral"`` was before it
-        over-clustered (safer on two-class data whose small class has fewer
-        rows than ``n_neighbors``). With fewer than
+        over-clustered (to compare with it, e.g. on two-class data whose
+        small class has fewer rows than ``n_neighbors``). With fewer than
         ``2 * n_clusters + 2`` samples both become ``"kmeans"``. Above
         20,000 samples the spectral start runs on a seeded random sample of
         20,000 (landmarks, with their own exact kNN graph), and the encoder

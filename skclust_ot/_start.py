@@ -318,9 +318,8 @@ def spectral_kway_start(data, n_clusters, seed):
 
     k-means with ``n_clusters`` on the spectral embedding of ``n_clusters``
     components, which the encoder is taught: the spectral start as it was
-    before the over-clustering of :func:`spectral_start`. Safer where a
-    class is smaller than the graph's neighbour count in two-class data
-    (docs/design.md, "Over-clustering the spectral start").
+    before the over-clustering of :func:`spectral_start`, to compare with
+    it (docs/design.md, "Over-clustering the spectral start").
     """
     embedding = spectral_embedding(data.graph, n_clusters, seed)
     labels = kmeans_labels(torch.from_numpy(embedding), n_clusters, seed)

@@ -258,20 +258,25 @@ def silhouette(features, labels, seed):
     """Mean silhouette of a partition in the input space (Euclidean), or -1 for one cluster.
 
     Exact up to ``START_REFEREE_MAX_ROWS`` samples; above, the silhouette of
-    a seeded sample of that many (scikit-learn's ``sample_size``). One of
+    a seeded sample of that many (the rows scikit-learn's ``sample_size``
+    picks; -1 if the sample holds one cluster only). One of
     the spectral start's two referees between its partitions: it judges
     each sample by its own cluster against the nearest other one, whatever
     the clusters' sizes, and does not share the graph's bias (spectral
     clustering relaxes the ratio cut, which favours equal sizes).
     """
     labels = np.asarray(labels)
-    if np.unique(labels).size < 2:
-        return -1.0
     X = features.detach().cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
     X = X.reshape(X.shape[0], -1)
-    sample = defaults.START_REFEREE_MAX_ROWS if X.shape[0] > defaults.START_REFEREE_MAX_ROWS \
-        else None
-    return float(silhouette_score(X, labels, sample_size=sample, random_state=seed))
+    if X.shape[0] > defaults.START_REFEREE_MAX_ROWS:
+        # the rows scikit-learn's sample_size would pick, drawn here so that a
+        # sample holding one cluster only scores -1 instead of raising
+        keep = np.random.RandomState(seed).permutation(X.shape[0])[
+            :defaults.START_REFEREE_MAX_ROWS]
+        X, labels = X[keep], labels[keep]
+    if np.unique(labels).size < 2:
+        return -1.0
+    return float(silhouette_score(X, labels))
 
 
 def spectral_start(data, n_clusters, seed):

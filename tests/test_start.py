@@ -187,6 +187,12 @@ def test_silhouette_is_sklearns_exact_or_on_a_seeded_sample(monkeypatch):
     assert sampled == silhouette(X, labels, 3)  # seeded
     assert sampled == pytest.approx(silhouette_score(X, labels, sample_size=50, random_state=3))
     assert sampled != pytest.approx(silhouette_score(X, labels))  # a sample, not all rows
+    # a tiny cluster the sample misses: one cluster left, the worst score, no error
+    tiny = np.zeros(100, dtype=int)
+    tiny[:2] = 1
+    monkeypatch.setattr(defaults, "START_REFEREE_MAX_ROWS", 10)
+    scores = [silhouette(X, tiny, seed) for seed in range(6)]
+    assert -1.0 in scores and all(-1.0 <= v <= 1.0 for v in scores)
 
 
 def _head_and_small_class(seed, spread):

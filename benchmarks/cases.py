@@ -636,10 +636,10 @@ def _two_class_case(source, ratio):
     return build
 
 
-TWO_CLASS_SUPPLEMENT = tuple(f"{source}_lt{ratio}" for source in TWO_CLASS_SOURCES
-                             for ratio in (5, 20))
+TWO_CLASS_RATIOS = (5, 20)
 _TWO_CLASS_BUILDERS = {f"{source}_lt{ratio}": _two_class_case(source, ratio)
-                       for source in TWO_CLASS_SOURCES for ratio in (5, 20)}
+                       for source in TWO_CLASS_SOURCES for ratio in TWO_CLASS_RATIOS}
+TWO_CLASS_SUPPLEMENT = tuple(_TWO_CLASS_BUILDERS)
 
 #: Cases added after the split was fixed; all of them belong to the tuning half.
 TUNING_SUPPLEMENT = SMALL_MULTICLASS_SUPPLEMENT + TWO_CLASS_SUPPLEMENT
@@ -798,7 +798,7 @@ _TWO_CLASS_NOTES = {
 CASE_NOTES.update({
     f"{source}_lt{ratio}": f"{note}, long tail n_max = min(head, 500) ratio {ratio}, "
                            "standardized on the subsample"
-    for source, note in _TWO_CLASS_NOTES.items() for ratio in (5, 20)
+    for source, note in _TWO_CLASS_NOTES.items() for ratio in TWO_CLASS_RATIOS
 })
 
 # The kind of data of each case; the split below balances the halves by kind.

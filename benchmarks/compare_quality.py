@@ -28,6 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import KIND, split_halves  # noqa: E402
 
 
+def _means(pairs):
+    """The means of the first and of the second items of ``pairs``."""
+    return tuple(sum(p[i] for p in pairs) / len(pairs) for i in (0, 1))
+
+
 def paired_means(new, old, method):
     """{case: (new BA, new F1, old BA, old F1, n seeds)} over the seeds both files ran."""
     def runs(results):
@@ -44,9 +49,8 @@ def paired_means(new, old, method):
         seeds = sorted(a[case].keys() & b[case].keys())
         if not seeds:
             continue
-        mean = lambda d, i: sum(d[s][i] for s in seeds) / len(seeds)  # noqa: E731
-        table[case] = (mean(a[case], 0), mean(a[case], 1), mean(b[case], 0), mean(b[case], 1),
-                       len(seeds))
+        table[case] = (*_means([a[case][s] for s in seeds]),
+                       *_means([b[case][s] for s in seeds]), len(seeds))
     return table
 
 
@@ -69,16 +73,15 @@ def compare(new, old, *, method="SP2OT", half="tuning", threshold=0.005):
         lines.append(f"| {case} | {kind} | {n} | {nb:.3f} / {nf:.3f} | {ob:.3f} / {of:.3f} "
                      f"| {nb - ob:+.3f} / {nf - of:+.3f} |")
     diffs = [d for ds in by_kind.values() for d in ds]
-    mean_ba = sum(d[0] for d in diffs) / len(diffs)
-    mean_f1 = sum(d[1] for d in diffs) / len(diffs)
+    mean_ba, mean_f1 = _means(diffs)
     better = sum(d[0] > threshold for d in diffs)
     worse = sum(d[0] < -threshold for d in diffs)
+    kinds = [(kind, len(ds), *_means(ds)) for kind, ds in sorted(by_kind.items())]
     lines += ["", f"- mean Δ BA / F1: {mean_ba:+.4f} / {mean_f1:+.4f}",
               f"- BA better by more than {threshold}: {better} cases; worse: {worse}; "
               f"the rest within ±{threshold}",
               "- by kind (mean Δ BA / F1): " + "; ".join(
-                  f"{kind} ({len(ds)}) {sum(d[0] for d in ds) / len(ds):+.3f} / "
-                  f"{sum(d[1] for d in ds) / len(ds):+.3f}" for kind, ds in sorted(by_kind.items()))]
+                  f"{kind} ({n}) {ba:+.3f} / {f1:+.3f}" for kind, n, ba, f1 in kinds)]
     if half != "tuning":
         lines.append("- the validation half is for checking what was chosen, once: "
                      "choose nothing by it")

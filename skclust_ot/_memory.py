@@ -134,6 +134,9 @@ def _start_phases(config, params, n_samples, n_features, n_clusters, device="cpu
         start["spectral embedding"] = m * (_F64 * (ncv + (3 + n_embeddings) * E) + 2 * _F32 * E)
         # the symmetrized adjacency and its Laplacian (CSR: float64 value, int32 index)
         start["spectral adjacency"] = 4 * 2 * m * config.start_neighbors * (_F64 + 4)
+        if E > K:  # the merge's silhouette: pairwise distances and one temporary as large
+            r = min(m, defaults.START_REFEREE_MAX_ROWS)
+            start["silhouette distances"] = 2 * r * r * _F32
     if config.init in ("kmeans", "consensus") and n <= defaults.EXACT_KMEANS_MAX_SAMPLES:
         start["k-means float64 copies of X"] = 2 * n * d * _F64  # .double(), KMeans' copy_x
     phases["start"] = start

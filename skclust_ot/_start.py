@@ -267,7 +267,6 @@ def silhouette(features, labels, seed):
     """
     labels = np.asarray(labels)
     X = features.detach().cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
-    X = X.reshape(X.shape[0], -1)
     if X.shape[0] > defaults.START_REFEREE_MAX_ROWS:
         # the rows scikit-learn's sample_size would pick, drawn here so that a
         # sample holding one cluster only scores -1 instead of raising
